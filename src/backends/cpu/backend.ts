@@ -1,0 +1,71 @@
+// The CPU backend's allocator: tensors live in host typed arrays (SharedArrayBuffer-backed when
+// large, so worker threads can compute on them without copies).
+
+import type { Backend, MemoryStats, Storage } from '../../tensor/backend.js';
+import { type DType, type HostArray, ITEM_SIZE, hostArray } from '../../tensor/dtype.js';
+
+export class CpuStorage implements Storage {
+  constructor(readonly data: HostArray) {}
+  get bytes(): number {
+    return this.data.byteLength;
+  }
+}
+
+/** Arrays of at least this many bytes live in SharedArrayBuffers (visible to the worker pool). */
+const SHARED_MIN_BYTES = 1 << 16;
+
+function allocArray(dtype: DType, numel: number): HostArray {
+  const bytes = numel * ITEM_SIZE[dtype];
+  if (bytes < SHARED_MIN_BYTES) return hostArray(dtype, numel);
+  const buf = new SharedArrayBuffer(bytes);
+  switch (dtype) {
+    case 'f32': return new Float32Array(buf);
+    case 'f64': return new Float64Array(buf);
+    case 'bf16': case 'f16': case 'u16': return new Uint16Array(buf);
+    case 'i32': return new Int32Array(buf);
+    case 'u8': return new Uint8Array(buf);
+  }
+}
+
+export class CpuBackend implements Backend {
+  readonly name = 'cpu';
+  private allocated = 0;
+  private peak = 0;
+
+  alloc(dtype: DType, numel: number): CpuStorage {
+    // JS typed arrays are zero-filled anyway, so alloc and zeros are the same here.
+    return this.zeros(dtype, numel);
+  }
+
+  zeros(dtype: DType, numel: number): CpuStorage {
+    const s = new CpuStorage(allocArray(dtype, numel));
+    this.allocated += s.bytes;
+    if (this.allocated > this.peak) this.peak = this.allocated;
+    return s;
+  }
+
+  upload(data: HostArray, dtype: DType): CpuStorage {
+    const s = this.zeros(dtype, data.length);
+    s.data.set(data);
+    return s;
+  }
+
+  download(storage: Storage, _dtype: DType, numel: number): HostArray {
+    return (storage as CpuStorage).data.slice(0, numel);
+  }
+
+  free(storage: Storage): void {
+    this.allocated -= storage.bytes;
+  }
+
+  synchronize(): void {}
+
+  memoryStats(): MemoryStats {
+    return { allocated: this.allocated, reserved: this.allocated, peak: this.peak };
+  }
+}
+
+/** The host array behind a CPU tensor's storage. */
+export function arr(s: Storage): HostArray {
+  return (s as CpuStorage).data;
+}

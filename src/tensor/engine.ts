@@ -1,0 +1,274 @@
+// The engine: backend and kernel registries, runKernel, the autograd tape, and memory scopes.
+//
+//   registerBackend / getBackend      backends by name ('cpu', 'cuda')
+//   registerKernel / registerGradient one implementation per (kernel, backend); one gradient per kernel
+//   runKernel(name, inputs, attrs)    dispatches to the inputs' backend and records a tape node
+//   backward(loss)                    walks the tape in reverse, accumulating leaf gradients
+//   scope(fn)                         disposes every tensor created inside fn that was not returned or kept
+//   noGrad(fn)                        runs fn without recording
+//
+// Gradients are written once, in terms of ops, so they run on every backend.
+
+import type { Backend } from './backend.js';
+import { type DType, type HostArray, fromNumbers, hostArray } from './dtype.js';
+import type { KernelAttrs, KernelName } from './kernels.js';
+import { SharedStorage, Tensor } from './tensor.js';
+
+// ---------------------------------------------------------------------------------------------
+// Backends
+
+const backends = new Map<string, Backend>();
+let defaultBackendName = 'cpu';
+
+export function registerBackend(backend: Backend): void {
+  backends.set(backend.name, backend);
+}
+
+export function getBackend(name?: string): Backend {
+  const b = backends.get(name ?? defaultBackendName);
+  if (!b) {
+    throw new Error(`backend '${name ?? defaultBackendName}' is not registered (have: ${[...backends.keys()].join(', ') || 'none'})`);
+  }
+  return b;
+}
+
+export function setDefaultBackend(name: string): void {
+  getBackend(name);
+  defaultBackendName = name;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernels and gradients
+
+export type KernelImpl<A = unknown> = (inputs: Tensor[], attrs: A, backend: Backend) => Tensor[];
+
+/** A tape node: the kernel that ran, its inputs and outputs, and its attributes. */
+export interface TapeNode {
+  readonly kernel: string;
+  readonly inputs: readonly Tensor[];
+  readonly outputs: readonly Tensor[];
+  readonly attrs: unknown;
+}
+
+/** Gradient of a kernel: output gradients (null where an output got none) → input gradients. */
+export type GradFn<A = unknown> = (dys: (Tensor | null)[], inputs: readonly Tensor[], outputs: readonly Tensor[], attrs: A) => (Tensor | null)[];
+
+const kernels = new Map<string, Map<string, KernelImpl<any>>>();
+const gradients = new Map<string, GradFn<any>>();
+
+/** Registers `impl` for `kernel` on `backendName` ('*' for a backend-independent implementation). */
+export function registerKernel<K extends KernelName>(kernel: K, backendName: string, impl: KernelImpl<KernelAttrs[K]>): void {
+  let byBackend = kernels.get(kernel);
+  if (!byBackend) kernels.set(kernel, (byBackend = new Map()));
+  byBackend.set(backendName, impl);
+}
+
+export function registerGradient<K extends KernelName>(kernel: K, grad: GradFn<KernelAttrs[K]>): void {
+  gradients.set(kernel, grad);
+}
+
+export function hasKernel(kernel: string, backendName: string): boolean {
+  const m = kernels.get(kernel);
+  return !!m && (m.has(backendName) || m.has('*'));
+}
+
+export function hasGradient(kernel: string): boolean {
+  return gradients.has(kernel);
+}
+
+let gradEnabled = true;
+
+/** Runs `fn` without recording any tape nodes (inference, optimizer updates). */
+export function noGrad<T>(fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = false;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
+/**
+ * Runs a kernel on the backend of its first input (or `backend` when it has no inputs), and
+ * records a tape node when gradients are on and an input requires them.
+ */
+export function runKernel<K extends KernelName>(kernel: K, inputs: Tensor[], attrs: KernelAttrs[K], backend?: Backend): Tensor[] {
+  const be = backend ?? inputs[0]?.backend ?? getBackend();
+  for (const t of inputs) {
+    if (t.backend !== be) throw new Error(`${kernel}: inputs on different devices (${be.name} and ${t.backend.name})`);
+  }
+  const impl = kernels.get(kernel)?.get(be.name) ?? kernels.get(kernel)?.get('*');
+  if (!impl) throw new Error(`kernel '${kernel}' has no implementation on backend '${be.name}'`);
+  const outputs = impl(inputs, attrs, be);
+  for (const o of outputs) track(o);
+  if (gradEnabled && inputs.some((t) => t.requiresGrad) && gradients.has(kernel)) {
+    const node: TapeNode = { kernel, inputs, outputs, attrs };
+    for (const o of outputs) {
+      o.requiresGrad = true;
+      o.creator = node;
+    }
+  }
+  return outputs;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scopes: tensors created inside `scope(fn)` are disposed when it returns, unless returned or kept.
+
+const scopes: Set<Tensor>[] = [];
+
+function track(t: Tensor): void {
+  scopes[scopes.length - 1]?.add(t);
+}
+
+type Returned = Tensor | readonly Returned[] | { readonly [k: string]: Returned } | number | string | boolean | null | undefined | void;
+
+function collect(value: unknown, into: Set<Tensor>): void {
+  if (value instanceof Tensor) into.add(value);
+  else if (Array.isArray(value)) for (const v of value) collect(v, into);
+  else if (value && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    for (const v of Object.values(value)) collect(v, into);
+  }
+}
+
+export function scope<T extends Returned>(fn: () => T): T {
+  const mine = new Set<Tensor>();
+  scopes.push(mine);
+  let result: T;
+  try {
+    result = fn();
+  } finally {
+    scopes.pop();
+  }
+  const survivors = new Set<Tensor>();
+  collect(result, survivors);
+  for (const t of mine) {
+    if (survivors.has(t)) track(t); // hand to the enclosing scope
+    else if (!t.kept) t.dispose();
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Creation
+
+/** A tensor from host values. Numbers are converted to `dtype` (bf16/f16 rounded). */
+export function tensor(values: HostArray | ArrayLike<number>, shape: readonly number[], dtype: DType = 'f32', backend?: Backend): Tensor {
+  const be = backend ?? getBackend();
+  const numel = shape.reduce((a, b) => a * b, 1);
+  if (values.length !== numel) throw new Error(`tensor: ${values.length} values for shape [${shape.join(', ')}] (${numel} elements)`);
+  const host = isHostArrayOf(values, dtype) ? values : fromNumbers(dtype, values);
+  const t = new Tensor(shape, dtype, be, new SharedStorage(be, be.upload(host, dtype)));
+  track(t);
+  return t;
+}
+
+function isHostArrayOf(values: unknown, dtype: DType): values is HostArray {
+  if (dtype === 'bf16' || dtype === 'f16') return false; // numbers given; stored as 16-bit words
+  const proto = Object.getPrototypeOf(hostArray(dtype, 0));
+  return Object.getPrototypeOf(values) === proto;
+}
+
+export function zeros(shape: readonly number[], dtype: DType = 'f32', backend?: Backend): Tensor {
+  const be = backend ?? getBackend();
+  const numel = shape.reduce((a, b) => a * b, 1);
+  const t = new Tensor(shape, dtype, be, new SharedStorage(be, be.zeros(dtype, numel)));
+  track(t);
+  return t;
+}
+
+/** An uninitialised tensor, for kernels to write their outputs into. */
+export function empty(shape: readonly number[], dtype: DType, backend: Backend): Tensor {
+  const numel = shape.reduce((a, b) => a * b, 1);
+  return new Tensor(shape, dtype, backend, new SharedStorage(backend, backend.alloc(dtype, numel)));
+}
+
+/** A view of `t` with another shape, sharing its storage (recorded on the tape like an op). */
+export function view(t: Tensor, shape: readonly number[]): Tensor {
+  const shared = t.sharedStorage;
+  shared.refs++;
+  const v = new Tensor(shape, t.dtype, t.backend, shared);
+  track(v);
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward
+
+/**
+ * Backpropagates from `root` (a one-element loss unless `seed` is given): accumulates into `.grad`
+ * of every leaf tensor that requires gradients, then releases the tape and intermediate gradients.
+ */
+export function backward(root: Tensor, seed?: Tensor): void {
+  if (!root.requiresGrad) throw new Error('backward: the tensor does not depend on any parameter that requires gradients');
+  const order: TapeNode[] = [];
+  const seen = new Set<TapeNode>();
+  // Iterative DFS for a topological order (deep models would overflow a recursive one).
+  const stack: [TapeNode, number][] = root.creator ? [[root.creator, 0]] : [];
+  if (root.creator) seen.add(root.creator);
+  while (stack.length) {
+    const top = stack[stack.length - 1]!;
+    const [node, i] = top;
+    if (i < node.inputs.length) {
+      top[1]++;
+      const c = node.inputs[i]!.creator;
+      if (c && !seen.has(c)) {
+        seen.add(c);
+        stack.push([c, 0]);
+      }
+    } else {
+      order.push(node);
+      stack.pop();
+    }
+  }
+
+  // Gradients of every tensor reached so far, leaves included. A tensor object is stored once:
+  // when a gradient function hands the same tensor to two inputs, the second gets a view (own
+  // object, shared memory), so disposing one never frees the other.
+  const grads = new Map<Tensor, Tensor>();
+  const stored = new Set<Tensor>();
+  const accumulate = (t: Tensor, dx: Tensor): void => {
+    if (stored.has(dx)) dx = view(dx, dx.shape);
+    const prev = grads.get(t);
+    const g = prev ? runKernel('add', [prev, dx], {})[0]! : dx;
+    if (prev) {
+      prev.dispose();
+      dx.dispose();
+    }
+    grads.set(t, g);
+    stored.add(g);
+  };
+  accumulate(root, seed ?? runKernel('fill', [], { shape: [...root.shape], dtype: root.dtype, value: 1 }, root.backend)[0]!);
+
+  noGrad(() => {
+    for (let n = order.length - 1; n >= 0; n--) {
+      const node = order[n]!;
+      const dys = node.outputs.map((o) => grads.get(o) ?? null);
+      if (dys.every((d) => d === null)) continue;
+      const dxs = gradients.get(node.kernel)!(dys, node.inputs, node.outputs, node.attrs);
+      node.inputs.forEach((input, i) => {
+        const dx = dxs[i];
+        if (dx && input.requiresGrad) accumulate(input, dx);
+      });
+      // Output gradients not handed on are no longer needed: free them now, not at scope end.
+      for (const o of node.outputs) {
+        const g = grads.get(o);
+        grads.delete(o);
+        if (g && !dxs.includes(g)) g.dispose();
+      }
+    }
+    // Leaves last, so that in-place accumulation into .grad cannot touch a gradient still in use.
+    for (const [t, g] of grads) {
+      if (t.creator !== null) continue;
+      const dx = g.dtype === t.dtype ? g : runKernel('cast', [g], { dtype: t.dtype })[0]!;
+      if (t.grad) runKernel('addInPlace', [t.grad, dx], { alpha: 1 });
+      else t.grad = (dx === g ? view(g, g.shape) : dx).keep();
+    }
+  });
+  // Everything else made here (seed, intermediate gradients) is released by the enclosing scope.
+  for (const node of order) for (const o of node.outputs) o.creator = null;
+}

@@ -1,0 +1,12 @@
+// The tensor engine.
+//   dtype.ts    dtypes, host arrays, bf16/f16 conversion
+//   backend.ts  the Backend contract (allocator + registered kernels)
+//   tensor.ts   Tensor: shape, dtype, ref-counted storage, grad bookkeeping
+//   kernels.ts  every kernel name with its attributes
+//   engine.ts   registries, runKernel, autograd tape (backward), scopes (memory lifetimes)
+export * from './dtype.js';
+export type { Backend, Storage, MemoryStats } from './backend.js';
+export { Tensor } from './tensor.js';
+export * from './engine.js';
+export type { KernelAttrs, KernelName, ActivationKind } from './kernels.js';
+export { KERNEL_NAMES } from './kernels.js';
