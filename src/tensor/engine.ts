@@ -125,8 +125,6 @@ function track(t: Tensor): void {
   scopes[scopes.length - 1]?.add(t);
 }
 
-type Returned = Tensor | readonly Returned[] | { readonly [k: string]: Returned } | number | string | boolean | null | undefined | void;
-
 function collect(value: unknown, into: Set<Tensor>): void {
   if (value instanceof Tensor) into.add(value);
   else if (Array.isArray(value)) for (const v of value) collect(v, into);
@@ -135,7 +133,7 @@ function collect(value: unknown, into: Set<Tensor>): void {
   }
 }
 
-export function scope<T extends Returned>(fn: () => T): T {
+export function scope<T>(fn: () => T): T {
   const mine = new Set<Tensor>();
   scopes.push(mine);
   let result: T;
@@ -242,7 +240,8 @@ export function backward(root: Tensor, seed?: Tensor): void {
     grads.set(t, g);
     stored.add(g);
   };
-  accumulate(root, seed ?? runKernel('fill', [], { shape: [...root.shape], dtype: root.dtype, value: 1 }, root.backend)[0]!);
+  // The caller's seed is wrapped in a view, so freeing the root's gradient never frees the caller's tensor.
+  accumulate(root, seed ? view(seed, seed.shape) : runKernel('fill', [], { shape: [...root.shape], dtype: root.dtype, value: 1 }, root.backend)[0]!);
 
   noGrad(() => {
     for (let n = order.length - 1; n >= 0; n--) {

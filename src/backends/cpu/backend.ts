@@ -17,7 +17,10 @@ const SHARED_MIN_BYTES = 1 << 16;
 function allocArray(dtype: DType, numel: number): HostArray {
   const bytes = numel * ITEM_SIZE[dtype];
   if (bytes < SHARED_MIN_BYTES) return hostArray(dtype, numel);
-  const buf = new SharedArrayBuffer(bytes);
+  return view(dtype, new SharedArrayBuffer(bytes));
+}
+
+function view(dtype: DType, buf: SharedArrayBuffer): HostArray {
   switch (dtype) {
     case 'f32': return new Float32Array(buf);
     case 'f64': return new Float64Array(buf);
@@ -27,18 +30,34 @@ function allocArray(dtype: DType, numel: number): HostArray {
   }
 }
 
+/** Freed shared buffers kept for reuse, at most this many bytes in all. */
+const CACHE_MAX_BYTES = 1 << 30;
+
 export class CpuBackend implements Backend {
   readonly name = 'cpu';
   private allocated = 0;
   private peak = 0;
+  // A fresh SharedArrayBuffer costs a page fault per 4 KiB on first touch, several times the
+  // cost of most kernels, so freed ones are recycled by byte size (zero-filled on reuse).
+  private readonly cache = new Map<number, SharedArrayBuffer[]>();
+  private cachedBytes = 0;
 
   alloc(dtype: DType, numel: number): CpuStorage {
-    // JS typed arrays are zero-filled anyway, so alloc and zeros are the same here.
     return this.zeros(dtype, numel);
   }
 
   zeros(dtype: DType, numel: number): CpuStorage {
-    const s = new CpuStorage(allocArray(dtype, numel));
+    const bytes = numel * ITEM_SIZE[dtype];
+    const reuse = this.cache.get(bytes)?.pop();
+    let data: HostArray;
+    if (reuse) {
+      this.cachedBytes -= bytes;
+      data = view(dtype, reuse);
+      data.fill(0);
+    } else {
+      data = allocArray(dtype, numel);
+    }
+    const s = new CpuStorage(data);
     this.allocated += s.bytes;
     if (this.allocated > this.peak) this.peak = this.allocated;
     return s;
@@ -56,12 +75,19 @@ export class CpuBackend implements Backend {
 
   free(storage: Storage): void {
     this.allocated -= storage.bytes;
+    const buf = (storage as CpuStorage).data.buffer;
+    if (buf instanceof SharedArrayBuffer && this.cachedBytes + buf.byteLength <= CACHE_MAX_BYTES) {
+      let list = this.cache.get(buf.byteLength);
+      if (!list) this.cache.set(buf.byteLength, (list = []));
+      list.push(buf);
+      this.cachedBytes += buf.byteLength;
+    }
   }
 
   synchronize(): void {}
 
   memoryStats(): MemoryStats {
-    return { allocated: this.allocated, reserved: this.allocated, peak: this.peak };
+    return { allocated: this.allocated, reserved: this.allocated + this.cachedBytes, peak: this.peak };
   }
 }
 

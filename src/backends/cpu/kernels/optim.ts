@@ -1,2 +1,44 @@
-// placeholder: being written
-export {};
+// CPU kernel: the fused AdamW step, in place; no outputs, no gradient.
+//   adamw   (param, grad, m, v[, paramLowp]) with torch.optim.AdamW's order of operations:
+//             g      = grad · gradScale                      (loss-scale unscaling / clip coefficient)
+//             param *= 1 − lr · weightDecay                   (decoupled decay, before the update)
+//             m      = β1 · m + (1 − β1) · g
+//             v      = β2 · v + (1 − β2) · g²
+//             param −= (lr / (1 − β1^step)) · m / (√v / √(1 − β2^step) + eps)
+//           `step` is the 1-based number of this update. Arithmetic is f64; m, v and the decayed
+//           param are stored (rounded to f32) before use, as torch's in-place f32 ops do. paramLowp (bf16 or f16, same length) is refreshed
+//           from the new param with round-to-nearest-even.
+
+import { f32ToBf16, f32ToF16 } from '../../../tensor/dtype.js';
+import { registerKernel } from '../../../tensor/engine.js';
+import { arr } from '../backend.js';
+import { f } from './util.js';
+
+registerKernel('adamw', 'cpu', ([param, grad, m, v, lowp], { lr, beta1, beta2, eps, weightDecay, step, gradScale }) => {
+  const P = f(param!, 'adamw'), G = f(grad!, 'adamw'), M = f(m!, 'adamw'), V = f(v!, 'adamw');
+  const n = P.length;
+  for (const t of [grad!, m!, v!]) {
+    if (t.numel !== param!.numel) throw new Error(`adamw: [${t.shape}] does not match param [${param!.shape}]`);
+  }
+  if (!Number.isInteger(step) || step < 1) throw new Error(`adamw: step must be a positive integer, got ${step}`);
+  const decay = 1 - lr * weightDecay;
+  const stepSize = lr / (1 - beta1 ** step);
+  const rsqrtBc2 = 1 / Math.sqrt(1 - beta2 ** step);
+  const b1 = 1 - beta1, b2 = 1 - beta2;
+  for (let i = 0; i < n; i++) {
+    const g = G[i]! * gradScale;
+    M[i] = beta1 * M[i]! + b1 * g;
+    V[i] = beta2 * V[i]! + b2 * g * g;
+    // Read the states back as stored, and round the decayed param, like torch's f32 tensors.
+    P[i] = P[i]! * decay;
+    P[i] = P[i]! - (stepSize * M[i]!) / (Math.sqrt(V[i]!) * rsqrtBc2 + eps);
+  }
+  if (lowp) {
+    if (lowp.numel !== param!.numel) throw new Error(`adamw: low-precision copy [${lowp.shape}] does not match param [${param!.shape}]`);
+    const L = arr(lowp.storage);
+    if (lowp.dtype === 'bf16') for (let i = 0; i < n; i++) L[i] = f32ToBf16(P[i]!);
+    else if (lowp.dtype === 'f16') for (let i = 0; i < n; i++) L[i] = f32ToF16(P[i]!);
+    else throw new Error(`adamw: the low-precision copy must be bf16 or f16, got ${lowp.dtype}`);
+  }
+  return [];
+});

@@ -1,2 +1,41 @@
-// placeholder: being written
-export {};
+// CPU kernel: rotary (rotate-half, GPT-NeoX / HF style), forward and inverse (its gradient).
+//
+// For each row of D values at position p = offset + t, on the first rotaryDims dims with h = rotaryDims / 2:
+//   out[i]     = x[i] · cos θ_i − x[i + h] · sin θ_i
+//   out[i + h] = x[i + h] · cos θ_i + x[i] · sin θ_i        (θ_i = p · inv_freq_i; inverse uses −θ)
+// and dims ≥ rotaryDims pass through. The cos/sin table comes from ops/attention.ts (rotaryTable), so
+// every backend rotates by the same angles.
+
+import { registerKernel } from '../../../tensor/engine.js';
+import { rotaryTable } from '../../../ops/attention.js';
+import { f, out } from './util.js';
+
+registerKernel('rotary', 'cpu', ([x], { rotaryDims, base, offset, inverse }, be) => {
+  const X = f(x!, 'rotary'); // (B, H, T, D)
+  const D = x!.dim(-1);
+  const T = x!.dim(-2);
+  const rows = x!.numel / (T * D); // B · H
+  const y = out(x!.shape, x!.dtype, be);
+  const Y = f(y, 'rotary'); // (B, H, T, D)
+  const half = rotaryDims / 2;
+  if (half === 0 || x!.numel === 0) {
+    Y.set(X);
+    return [y];
+  }
+  const { cos, sin } = rotaryTable(T, rotaryDims, base, offset); // (T, half) each
+  const sign = inverse ? -1 : 1;
+  for (let r = 0; r < rows; r++) {
+    for (let t = 0; t < T; t++) {
+      const o = (r * T + t) * D;
+      const c = t * half;
+      for (let i = 0; i < half; i++) {
+        const cs = cos[c + i]!, sn = sign * sin[c + i]!;
+        const x1 = X[o + i]!, x2 = X[o + half + i]!;
+        Y[o + i] = x1 * cs - x2 * sn;
+        Y[o + half + i] = x2 * cs + x1 * sn;
+      }
+      for (let i = rotaryDims; i < D; i++) Y[o + i] = X[o + i]!;
+    }
+  }
+  return [y];
+});

@@ -1,2 +1,139 @@
-// placeholder: being written
-export {};
+// CPU kernels: permute, split, concat. Copies over any dtype's host array (bf16/f16 as raw words).
+//   permute  strided gather; dims that stay adjacent are merged first, rows copied as blocks
+//   split    per output, one block copy per outer index
+//   concat   per input, one block copy per outer index
+
+import { registerKernel } from '../../../tensor/engine.js';
+import type { HostArray } from '../../../tensor/dtype.js';
+import type { Tensor } from '../../../tensor/tensor.js';
+import { arr } from '../backend.js';
+import { out } from './util.js';
+
+/** Below this many elements a contiguous run is copied by a loop rather than subarray + set. */
+const BLOCK_COPY_MIN = 16;
+
+function normAxis(axis: number, ndim: number, kernel: string): number {
+  const a = axis < 0 ? axis + ndim : axis;
+  if (!Number.isInteger(a) || a < 0 || a >= ndim) throw new Error(`${kernel}: axis ${axis} out of range for ${ndim} dims`);
+  return a;
+}
+
+function prod(xs: readonly number[], from = 0, to = xs.length): number {
+  let p = 1;
+  for (let i = from; i < to; i++) p *= xs[i]!;
+  return p;
+}
+
+function copyRun(dst: HostArray, dOff: number, src: HostArray, sOff: number, len: number): void {
+  if (len >= BLOCK_COPY_MIN) dst.set(src.subarray(sOff, sOff + len), dOff);
+  else for (let i = 0; i < len; i++) dst[dOff + i] = src[sOff + i]!;
+}
+
+registerKernel('permute', 'cpu', ([x], { perm }, be) => {
+  const shape = x!.shape;
+  const nd = shape.length;
+  if (perm.length !== nd || [...perm].sort((a, b) => a - b).some((p, i) => p !== i)) {
+    throw new Error(`permute: [${perm}] is not a permutation of the ${nd} dims of [${shape}]`);
+  }
+  const y = out(perm.map((p) => shape[p]!), x!.dtype, be);
+  const X = arr(x!.storage);
+  const Y = arr(y.storage);
+  if (x!.numel === 0) return [y];
+
+  // Input strides, then the output's dims with the input stride each one walks.
+  const inStride = new Array<number>(nd);
+  for (let d = nd - 1, s = 1; d >= 0; d--) {
+    inStride[d] = s;
+    s *= shape[d]!;
+  }
+  // Drop size-1 dims and merge output dims that are adjacent and in order in the input.
+  const dims: number[] = [];
+  const strides: number[] = [];
+  for (const p of perm) {
+    const size = shape[p]!;
+    if (size === 1) continue;
+    const k = dims.length - 1;
+    if (k >= 0 && strides[k] === inStride[p]! * size) {
+      dims[k] = dims[k]! * size;
+      strides[k] = inStride[p]!;
+    } else {
+      dims.push(size);
+      strides.push(inStride[p]!);
+    }
+  }
+  if (dims.length <= 1) {
+    Y.set(X.subarray(0, x!.numel));
+    return [y];
+  }
+
+  // Odometer over all output dims but the last; the last is a run of `len` elements at stride `s`.
+  const m = dims.length - 1;
+  const len = dims[m]!;
+  const s = strides[m]!;
+  const idx = new Array<number>(m).fill(0);
+  const outer = x!.numel / len;
+  let src = 0;
+  for (let o = 0, dst = 0; o < outer; o++, dst += len) {
+    if (s === 1) copyRun(Y, dst, X, src, len);
+    else for (let i = 0, j = src; i < len; i++, j += s) Y[dst + i] = X[j]!;
+    // Advance the odometer (innermost of the outer dims first).
+    for (let d = m - 1; d >= 0; d--) {
+      src += strides[d]!;
+      if (++idx[d]! < dims[d]!) break;
+      src -= strides[d]! * dims[d]!;
+      idx[d] = 0;
+    }
+  }
+  return [y];
+});
+
+registerKernel('split', 'cpu', ([x], { axis, sizes }, be) => {
+  const shape = x!.shape;
+  const a = normAxis(axis, shape.length, 'split');
+  const total = sizes.reduce((p, q) => p + q, 0);
+  if (sizes.some((s) => !Number.isInteger(s) || s < 0) || total !== shape[a]) {
+    throw new Error(`split: sizes [${sizes}] do not add up to dim ${a} (${shape[a]}) of [${shape}]`);
+  }
+  const outer = prod(shape, 0, a);
+  const inner = prod(shape, a + 1);
+  const rowIn = total * inner;
+  const X = arr(x!.storage);
+  const ys: Tensor[] = [];
+  let start = 0;
+  for (const size of sizes) {
+    const y = out(shape.map((d, i) => (i === a ? size : d)), x!.dtype, be);
+    const Y = arr(y.storage);
+    const run = size * inner;
+    if (run > 0) for (let o = 0; o < outer; o++) copyRun(Y, o * run, X, o * rowIn + start * inner, run);
+    ys.push(y);
+    start += size;
+  }
+  return ys;
+});
+
+registerKernel('concat', 'cpu', (xs, { axis }, be) => {
+  if (xs.length === 0) throw new Error('concat: no inputs');
+  const first = xs[0]!;
+  const a = normAxis(axis, first.ndim, 'concat');
+  let total = 0;
+  for (const x of xs) {
+    if (x.dtype !== first.dtype) throw new Error(`concat: dtypes differ (${first.dtype} and ${x.dtype})`);
+    if (x.ndim !== first.ndim || x.shape.some((d, i) => i !== a && d !== first.shape[i])) {
+      throw new Error(`concat: shapes [${first.shape}] and [${x.shape}] differ outside axis ${a}`);
+    }
+    total += x.shape[a]!;
+  }
+  const outer = prod(first.shape, 0, a);
+  const inner = prod(first.shape, a + 1);
+  const rowOut = total * inner;
+  const y = out(first.shape.map((d, i) => (i === a ? total : d)), first.dtype, be);
+  const Y = arr(y.storage);
+  let start = 0;
+  for (const x of xs) {
+    const X = arr(x.storage);
+    const run = x.shape[a]! * inner;
+    if (run > 0) for (let o = 0; o < outer; o++) copyRun(Y, o * rowOut + start * inner, X, o * run, run);
+    start += x.shape[a]!;
+  }
+  return [y];
+});
