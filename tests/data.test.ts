@@ -313,7 +313,8 @@ test('preprocess_inputs_globs_and_unsupported_types', () => {
   fs.writeFileSync(path.join(dir, 'd.parquet'), '');
   assert.throws(() => expandInputs(path.join(dir, 'c.jsonl.zst')), /zstd-compressed input \(\.zst\) is not supported yet/);
   assert.throws(() => expandInputs(path.join(dir, 'd.parquet')), /parquet input is not supported yet/);
-  assert.throws(() => expandInputs(path.join(dir, 'a', 'skip.md')), /unsupported file type/);
+  // Any other named file is one plain-text document (the quickstart reads .md and .ts sources).
+  assert.deepEqual(expandInputs(path.join(dir, 'a', 'skip.md')), [path.join(dir, 'a', 'skip.md')]);
   assert.throws(() => expandInputs(path.join(dir, 'nope.jsonl')), /no such file/);
   assert.throws(() => expandInputs(`${dir}/*.csv`), /no files match/);
 });

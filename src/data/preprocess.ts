@@ -71,7 +71,7 @@ export const PREPROCESS_USAGE = `usage: neox preprocess --input PATHS --tokenize
 
 input data:
   --input PATHS             files, directories or globs (* ? **), comma-separated; .jsonl (one JSON
-                            object per line) and .txt (one document per file)
+                            object per line) and .txt or any other text file (one document per file)
   --jsonl-keys KEY [KEY ...]  JSON fields to tokenize, one output each (default: text)
   --num-docs N              number of documents, if known, for the progress line
   --skip-malformed          skip malformed JSON lines with a warning instead of stopping
@@ -243,9 +243,7 @@ function checkInputType(file: string): void {
   for (const [re, what] of NOT_YET) {
     if (re.test(file)) throw new Error(`input ${file}: ${what} is not supported yet; decompress/convert it to .jsonl`);
   }
-  if (!hasExt(file, SUPPORTED)) {
-    throw new Error(`input ${file}: unsupported file type (supported: ${SUPPORTED.join(', ')}; .jsonl.zst and .parquet later)`);
-  }
+  // Anything that is not .jsonl is read as one plain-text document (.txt, .md, source files...).
 }
 
 function hasExt(file: string, exts: string[]): boolean {
@@ -330,8 +328,8 @@ interface ReadContext {
 
 function* readDocuments(files: string[], ctx: ReadContext): Generator<RawDocument> {
   for (const file of files) {
-    if (file.endsWith('.txt')) yield* readTxt(file, ctx);
-    else yield* readJsonl(file, ctx);
+    if (file.endsWith('.jsonl')) yield* readJsonl(file, ctx);
+    else yield* readTxt(file, ctx);
   }
 }
 

@@ -1,0 +1,5 @@
+// The GPT-NeoX family (Pythia, 20B, and through its options LLaMA- and Mistral-style models).
+//   config.ts  the model's resolved configuration and the mapping from GPT-NeoX keys
+//   model.ts   Attention, MLP, Layer, GPTNeoX (forward, loss, weight-decay groups, FLOPs)
+export * from './config.js';
+export * from './model.js';

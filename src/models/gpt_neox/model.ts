@@ -1,0 +1,197 @@
+// The GPT-NeoX model: embeddings → L transformer layers → final norm → output head.
+//
+// Shapes: B batch, T time, C hidden, H heads, Hkv key/value heads, D = C / H head dim,
+// F MLP width, V padded vocabulary. Single-device code: parallelism is applied from outside.
+
+import { type InitContext, initWeight } from '../../nn/init.js';
+import { Embedding, Linear, Norm, type ParamFactory } from '../../nn/layers.js';
+import { Module, parameter } from '../../nn/module.js';
+import * as ops from '../../ops/index.js';
+import type { Backend } from '../../tensor/backend.js';
+import { tensor } from '../../tensor/engine.js';
+import type { Tensor } from '../../tensor/tensor.js';
+import type { GPTNeoXConfig } from './config.js';
+
+/** Per-forward dropout state: Philox seed for this step and a running counter offset. */
+class DropoutStream {
+  seed = 0;
+  offset = 0;
+  apply(x: Tensor, p: number, training: boolean): Tensor {
+    if (!training || p === 0) return x;
+    const y = ops.dropout(x, p, this.seed, this.offset);
+    this.offset += Math.ceil(x.numel / 4) * 4; // Philox yields 4 words per counter
+    return y;
+  }
+}
+
+export class Attention extends Module {
+  readonly query_key_value: Linear; // (D·(H + 2·Hkv), C)
+  readonly dense: Linear; // (C, C)
+  private readonly headDim: number;
+  private readonly rotaryDims: number;
+
+  constructor(private readonly cfg: GPTNeoXConfig, f: ParamFactory) {
+    super();
+    const { hiddenSize: C, numHeads: H, numKvHeads: Hkv } = cfg;
+    this.headDim = C / H;
+    if ((this.headDim * Hkv) % H !== 0) throw new Error(`head_dim · num_kv_heads must be divisible by num_attention_heads`);
+    this.query_key_value = new Linear(C, this.headDim * (H + 2 * Hkv), f, { bias: cfg.attnBias, init: 'input' });
+    this.dense = new Linear(C, C, f, { bias: cfg.attnBias, init: 'output' });
+    this.rotaryDims = cfg.posEmb === 'rotary' ? Math.floor(this.headDim * cfg.rotaryPct) : 0;
+  }
+
+  forward(x: Tensor /* (B, T, C) */): Tensor {
+    const [B, T] = x.shape as [number, number, number];
+    const { numHeads: H, numKvHeads: Hkv, hiddenSize: C } = this.cfg;
+    const D = this.headDim;
+    const kvWidth = (D * Hkv) / H;
+    // GPT-NeoX's layout: per query head, [q (D) ‖ k (D·Hkv/H) ‖ v (D·Hkv/H)]; for MHA this is [q ‖ k ‖ v] per head.
+    const qkv = ops.reshape(this.query_key_value.forward(x), [B, T, H, D + 2 * kvWidth]);
+    const [q0, k0, v0] = ops.split(qkv, [D, kvWidth, kvWidth], -1) as [Tensor, Tensor, Tensor];
+    let q = ops.permute(q0, [0, 2, 1, 3]); // (B, H, T, D)
+    let k = ops.permute(ops.reshape(k0, [B, T, Hkv, D]), [0, 2, 1, 3]); // (B, Hkv, T, D)
+    const v = ops.permute(ops.reshape(v0, [B, T, Hkv, D]), [0, 2, 1, 3]); // (B, Hkv, T, D)
+    if (this.rotaryDims > 0) {
+      q = ops.rotary(q, this.rotaryDims, this.cfg.rotaryBase);
+      k = ops.rotary(k, this.rotaryDims, this.cfg.rotaryBase);
+    }
+    const o = ops.attention(q, k, v, { causal: true, window: this.cfg.slidingWindow, alibi: this.cfg.posEmb === 'alibi' }); // (B, H, T, D)
+    const merged = ops.reshape(ops.permute(o, [0, 2, 1, 3]), [B, T, C]); // (B, T, C)
+    return this.dense.forward(merged);
+  }
+}
+
+export class MLP extends Module {
+  readonly dense_h_to_4h: Linear; // (F or 2F, C)
+  readonly dense_4h_to_h: Linear; // (C, F)
+  constructor(private readonly cfg: GPTNeoXConfig, f: ParamFactory) {
+    super();
+    const F = cfg.ffnSize;
+    this.dense_h_to_4h = new Linear(cfg.hiddenSize, cfg.gated ? 2 * F : F, f, { bias: cfg.mlpBias, init: 'input' });
+    this.dense_4h_to_h = new Linear(F, cfg.hiddenSize, f, { bias: cfg.mlpBias, init: 'output' });
+  }
+  forward(x: Tensor /* (B, T, C) */): Tensor {
+    const h = this.dense_h_to_4h.forward(x); // (B, T, F) or (B, T, 2F)
+    const a = this.cfg.gated ? ops.gatedActivation(h, this.cfg.activation) : ops.activation(h, this.cfg.activation);
+    return this.dense_4h_to_h.forward(a); // (B, T, C)
+  }
+}
+
+export class Layer extends Module {
+  readonly input_layernorm: Norm;
+  readonly post_attention_layernorm: Norm | null;
+  readonly attention: Attention;
+  readonly mlp: MLP;
+  constructor(private readonly cfg: GPTNeoXConfig, f: ParamFactory, private readonly drop: DropoutStream) {
+    super();
+    this.input_layernorm = new Norm(cfg.norm, cfg.hiddenSize, cfg.normEps, f, cfg.normBias);
+    this.post_attention_layernorm = cfg.parallelResidual && cfg.gptJTied ? null : new Norm(cfg.norm, cfg.hiddenSize, cfg.normEps, f, cfg.normBias);
+    this.attention = new Attention(cfg, f);
+    this.mlp = new MLP(cfg, f);
+  }
+
+  forward(x: Tensor /* (B, T, C) */): Tensor {
+    const p = this.cfg.hiddenDropout;
+    const dropout = (t: Tensor) => this.drop.apply(t, p, this.training);
+    if (this.cfg.parallelResidual) {
+      // GPT-J style: x + attn(ln1(x)) + mlp(ln2(x)), both branches from the same input.
+      const h1 = this.input_layernorm.forward(x);
+      const h2 = this.post_attention_layernorm ? this.post_attention_layernorm.forward(x) : h1;
+      const attn = dropout(this.attention.forward(h1));
+      const mlp = dropout(this.mlp.forward(h2));
+      return ops.add(ops.add(x, attn), mlp);
+    }
+    const x1 = ops.add(x, dropout(this.attention.forward(this.input_layernorm.forward(x))));
+    return ops.add(x1, dropout(this.mlp.forward(this.post_attention_layernorm!.forward(x1))));
+  }
+}
+
+export class GPTNeoX extends Module {
+  readonly embed_in: Embedding; // (V, C)
+  readonly embed_pos: Embedding | null; // (P, C), learned positions only
+  readonly layers: Layer[];
+  readonly final_layer_norm: Norm;
+  readonly embed_out: Tensor | null; // (V, C); null when tied to embed_in
+  private readonly drop = new DropoutStream();
+  private sinusoid: Tensor | null = null;
+
+  constructor(readonly cfg: GPTNeoXConfig, readonly backend: Backend) {
+    super();
+    const ctx: InitContext = { seed: cfg.seed, std: cfg.initStd, numLayers: cfg.numLayers, hiddenSize: cfg.hiddenSize };
+    let stream = 0;
+    const f: ParamFactory = {
+      backend,
+      dtype: 'f32',
+      weight: (rows, cols, role) => initWeight(role === 'output' ? cfg.outputInitMethod : cfg.initMethod, rows, cols, ctx, stream++),
+    };
+    this.embed_in = new Embedding(cfg.vocabSize, cfg.hiddenSize, f);
+    this.embed_pos = cfg.posEmb === 'learned' ? new Embedding(cfg.maxPositions, cfg.hiddenSize, f) : null;
+    this.layers = Array.from({ length: cfg.numLayers }, () => new Layer(cfg, f, this.drop));
+    this.final_layer_norm = new Norm(cfg.norm, cfg.hiddenSize, cfg.normEps, f, cfg.normBias);
+    this.embed_out = cfg.tiedEmbeddings
+      ? null
+      : parameter(tensor(f.weight(cfg.vocabSize, cfg.hiddenSize, 'input'), [cfg.vocabSize, cfg.hiddenSize], 'f32', backend));
+  }
+
+  /** Seeds this step's dropout masks (a function of the run seed and the micro-step). */
+  setDropoutSeed(seed: number): void {
+    this.drop.seed = seed;
+    this.drop.offset = 0;
+  }
+
+  /** ids (B, T) i32 → logits (B, T, V). */
+  forward(ids: Tensor): Tensor {
+    const [, T] = ids.shape as [number, number];
+    if (T > this.cfg.maxPositions && (this.cfg.posEmb === 'learned' || this.cfg.posEmb === 'sinusoidal')) {
+      throw new Error(`sequence of ${T} tokens is longer than max_position_embeddings (${this.cfg.maxPositions})`);
+    }
+    let x = this.embed_in.forward(ids); // (B, T, C)
+    if (this.embed_pos) {
+      const pos = tensor(Int32Array.from({ length: T }, (_, i) => i), [T], 'i32', this.backend);
+      x = ops.add(x, this.embed_pos.forward(pos)); // (T, C) broadcast over B
+    } else if (this.cfg.posEmb === 'sinusoidal') {
+      x = ops.add(x, this.sinusoidal(T));
+    }
+    x = this.drop.apply(x, this.cfg.hiddenDropout, this.training);
+    for (const layer of this.layers) x = layer.forward(x);
+    x = this.final_layer_norm.forward(x);
+    return ops.linear(x, this.embed_out ?? this.embed_in.weight); // (B, T, V)
+  }
+
+  /** Mean cross-entropy over positions where mask = 1: ids, labels (B, T) i32, mask (B, T) f32. */
+  loss(ids: Tensor, labels: Tensor, mask: Tensor): Tensor {
+    const logits = this.forward(ids); // (B, T, V)
+    const V = this.cfg.vocabSize;
+    const { loss } = ops.crossEntropy(ops.reshape(logits, [logits.numel / V, V]), ops.reshape(labels, [labels.numel]));
+    return ops.maskedMeanLoss(loss, ops.reshape(mask, [mask.numel]));
+  }
+
+  private sinusoidal(T: number): Tensor {
+    if (!this.sinusoid || this.sinusoid.dim(0) < T) {
+      this.sinusoid?.dispose();
+      const P = Math.max(T, this.cfg.maxPositions);
+      this.sinusoid = tensor(ops.sinusoidalPositions(P, this.cfg.hiddenSize), [P, this.cfg.hiddenSize], 'f32', this.backend).keep();
+    }
+    if (this.sinusoid.dim(0) === T) return this.sinusoid;
+    return ops.split(this.sinusoid, [T, this.sinusoid.dim(0) - T], 0)[0]!;
+  }
+
+  /** Parameters that get weight decay (matrices) and those that don't (norms, biases), as GPT-NeoX. */
+  weightDecayGroups(): { decay: Tensor[]; noDecay: Tensor[] } {
+    const decay: Tensor[] = [];
+    const noDecay: Tensor[] = [];
+    for (const [, p] of this.namedParameters()) (p.ndim >= 2 ? decay : noDecay).push(p);
+    return { decay, noDecay };
+  }
+
+  /** Parameters outside the input (and position) embeddings; the output head counts, tied or not. */
+  nonEmbeddingParameters(): number {
+    const embed = this.embed_in.weight.numel + (this.embed_pos?.weight.numel ?? 0);
+    return this.numParameters() - embed + (this.embed_out ? 0 : this.embed_in.weight.numel);
+  }
+
+  /** Model FLOPs per token for training (PaLM appendix B): 6·N + 12·L·C·T. */
+  flopsPerToken(seqLength: number): number {
+    return 6 * this.nonEmbeddingParameters() + 12 * this.cfg.numLayers * this.cfg.hiddenSize * seqLength;
+  }
+}

@@ -1,0 +1,90 @@
+// AdamW with decoupled weight decay (torch.optim.AdamW semantics), parameter groups, and global
+// gradient-norm clipping folded into the update as a gradient scale (no extra pass over memory).
+
+import { runKernel, zeros } from '../tensor/engine.js';
+import type { Tensor } from '../tensor/tensor.js';
+import * as ops from '../ops/index.js';
+
+export interface AdamWOptions {
+  betas: [number, number];
+  eps: number;
+}
+
+export interface ParamGroup {
+  params: Tensor[];
+  weightDecay: number;
+}
+
+interface State {
+  m: Tensor; // f32, like the parameter
+  v: Tensor;
+}
+
+export class AdamW {
+  step = 0; // completed optimizer steps (bias correction uses step + 1)
+  private readonly state = new Map<Tensor, State>();
+
+  constructor(readonly groups: ParamGroup[], readonly opts: AdamWOptions) {
+    for (const g of groups) {
+      for (const p of g.params) {
+        this.state.set(p, { m: zeros(p.shape, 'f32', p.backend).keep(), v: zeros(p.shape, 'f32', p.backend).keep() });
+      }
+    }
+  }
+
+  /** Applies one update with learning rate `lr`, gradients multiplied by `gradScale` first. */
+  update(lr: number, gradScale = 1): void {
+    this.step++;
+    for (const g of this.groups) {
+      for (const p of g.params) {
+        if (!p.grad) continue; // a parameter that received no gradient this step is left alone
+        const s = this.state.get(p)!;
+        runKernel('adamw', [p, p.grad, s.m, s.v], {
+          lr, beta1: this.opts.betas[0], beta2: this.opts.betas[1], eps: this.opts.eps,
+          weightDecay: g.weightDecay, step: this.step, gradScale,
+        });
+      }
+    }
+  }
+
+  zeroGrad(): void {
+    for (const g of this.groups) {
+      for (const p of g.params) {
+        p.grad?.dispose();
+        p.grad = null;
+      }
+    }
+  }
+
+  /** Optimizer state as named tensors for checkpoints: `{name}.exp_avg`, `{name}.exp_avg_sq`. */
+  stateTensors(names: Map<Tensor, string>): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    for (const [p, s] of this.state) {
+      const n = names.get(p)!;
+      out.push([`${n}.exp_avg`, s.m], [`${n}.exp_avg_sq`, s.v]);
+    }
+    return out;
+  }
+
+  /** The moment buffer for checkpoint restore. */
+  moments(p: Tensor): State {
+    return this.state.get(p)!;
+  }
+}
+
+/**
+ * The global L2 norm of all gradients and the factor that clips it to `maxNorm` (1 when
+ * maxNorm ≤ 0 or the norm is within it), as torch.nn.utils.clip_grad_norm_ computes it.
+ */
+export function gradNormAndClip(params: Tensor[], maxNorm: number): { norm: number; scale: number } {
+  let sq = 0;
+  for (const p of params) {
+    if (!p.grad) continue;
+    const s = ops.sumSquares(p.grad);
+    sq += s.item();
+    s.dispose();
+  }
+  const norm = Math.sqrt(sq);
+  const scale = maxNorm > 0 && norm > maxNorm ? maxNorm / (norm + 1e-6) : 1;
+  return { norm, scale };
+}

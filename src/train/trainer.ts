@@ -1,0 +1,254 @@
+// The training loop, readable top to bottom:
+//   set up (device, tokenizer, data, model, optimizer, resume) → for each step: micro-batches with
+//   gradient accumulation → clip → AdamW → LR schedule → log / evaluate / checkpoint.
+//
+// Determinism: batch k, dropout seeds and the LR are functions of the iteration, so a run stopped
+// and resumed from a checkpoint computes exactly what the uninterrupted run would have.
+
+import { existsSync } from 'node:fs';
+import { basename, extname, join } from 'node:path';
+import { loadCheckpoint, saveCheckpoint, hostTensor, hostArrayOf, type HostTensor } from '../checkpoint/index.js';
+import type { LoadedConfig, NeoXConfig } from '../config/index.js';
+import { padVocabSize } from '../config/index.js';
+import { BatchIterator, buildDatasets } from '../data/loader.js';
+import { buildTokenizer, type Tokenizer } from '../data/tokenizer.js';
+import { indexPaths } from '../data/indexed_dataset.js';
+import { preprocess } from '../data/preprocess.js';
+import { GPTNeoX, resolveModelConfig } from '../models/gpt_neox/index.js';
+import * as ops from '../ops/index.js';
+import { AdamW, gradNormAndClip, learningRate, type ScheduleOptions } from '../optim/index.js';
+import type { Backend } from '../tensor/backend.js';
+import { backward, noGrad, scope, tensor } from '../tensor/engine.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { selectBackend } from './device.js';
+import { TrainLogger, humanCount } from './logger.js';
+import { generate } from './sample.js';
+
+export class TrainingError extends Error {
+  override name = 'NeoxError';
+}
+
+export interface TrainOptions {
+  /** Overrides the config's `device`. */
+  device?: string;
+  /** Where log lines go (default console.log). */
+  print?: (line: string) => void;
+  /** Stop after this many iterations in this process (tests of resume); the config's train_iters still sets the schedule. */
+  stopAfter?: number;
+}
+
+export interface TrainResult {
+  iteration: number;
+  /** Mean training loss of each completed iteration, in order (this process only). */
+  losses: number[];
+  validLoss: number | null;
+  runDir: string | null;
+  model: GPTNeoX;
+  tokenizer: Tokenizer;
+}
+
+export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Promise<TrainResult> {
+  const cfg = loaded.config;
+  const backend = await selectBackend(opts.device ?? cfg.device);
+  const runDir = cfg.log_dir ?? cfg.save ?? join('runs', basename(loaded.sources.at(-1) ?? 'run', extname(loaded.sources.at(-1) ?? '')));
+  const log = new TrainLogger(runDir, opts.print);
+  if (cfg.precision !== 'fp32' && backend.name === 'cpu') {
+    log.info(`note: precision ${cfg.precision} applies on CUDA; the CPU backend computes in fp32`);
+  }
+  const trainIters = cfg.train_iters;
+  if (!trainIters) throw new TrainingError('train_iters must be set (train_epochs alone is not supported yet)');
+
+  // --- tokenizer and data
+  const tokenizer = buildTokenizer(cfg);
+  await ensureData(cfg, log);
+  const data = buildDatasets({ ...cfg, train_iters: trainIters }, { log: (m) => log.record('data', { message: m }) });
+  if (!data.train) throw new TrainingError('the train split is empty: check `split` and the data');
+  const micro = cfg.train_micro_batch_size_per_gpu;
+  const gas = cfg.gradient_accumulation_steps;
+  const iterOpts = { eodMaskLoss: cfg.eod_mask_loss, eodId: tokenizer.eodId };
+
+  // --- model and optimizer
+  const vocab = padVocabSize(tokenizer.vocabSize, cfg.make_vocab_size_divisible_by, cfg.model_parallel_size);
+  const model = new GPTNeoX(resolveModelConfig(cfg, vocab), backend);
+  const { decay, noDecay } = model.weightDecayGroups();
+  const opt = cfg.optimizer.params;
+  const optimizer = new AdamW(
+    [{ params: decay, weightDecay: cfg.weight_decay }, { params: noDecay, weightDecay: 0 }],
+    { betas: [opt.betas?.[0] ?? 0.9, opt.betas?.[1] ?? 0.999], eps: opt.eps ?? 1e-8 },
+  );
+  const decayIters = cfg.lr_decay_iters ?? trainIters;
+  const schedule: ScheduleOptions = {
+    lr: cfg.lr, minLr: cfg.min_lr, warmupIters: Math.floor(cfg.warmup * decayIters), decayIters, style: cfg.lr_decay_style,
+  };
+  const flopsPerToken = model.flopsPerToken(cfg.seq_length);
+  log.info(`model: ${humanCount(model.numParameters())} parameters (${humanCount(model.nonEmbeddingParameters())} non-embedding), ` +
+    `${cfg.num_layers} layers, hidden ${cfg.hidden_size}, vocab ${vocab}; device ${backend.name}; ${trainIters} iterations of ${cfg.train_batch_size} × ${cfg.seq_length} tokens`);
+
+  // --- resume
+  let iteration = 0;
+  if (cfg.load && existsSync(join(cfg.load, 'latest'))) {
+    iteration = restore(cfg, model, optimizer, backend, log);
+  }
+
+  const trainBatches = new BatchIterator(data.train, micro, 0, iterOpts);
+  const validBatches = data.valid ? new BatchIterator(data.valid, micro, 0, iterOpts) : null;
+  const toTensors = (b: { tokens: Int32Array; labels: Int32Array; lossMask: Float32Array; rows: number; seqLength: number }) => {
+    const shape = [b.rows, b.seqLength];
+    return [tensor(b.tokens, shape, 'i32', backend), tensor(b.labels, shape, 'i32', backend), tensor(b.lossMask, shape, 'f32', backend)] as const;
+  };
+
+  const params = model.parameters();
+  const losses: number[] = [];
+  let validLoss: number | null = null;
+  let windowStart = performance.now();
+  let windowSteps = 0;
+  const stopAt = opts.stopAfter !== undefined ? Math.min(trainIters, iteration + opts.stopAfter) : trainIters;
+
+  // --- the loop
+  while (iteration < stopAt) {
+    const lr = learningRate(iteration, schedule);
+    model.train();
+    let lossSum = 0;
+    for (let m = 0; m < gas; m++) {
+      const k = iteration * gas + m; // loader step
+      model.setDropoutSeed(cfg.seed + k * 2 ** 32);
+      lossSum += scope(() => {
+        const [ids, labels, mask] = toTensors(trainBatches.batch(k));
+        const loss = model.loss(ids, labels, mask);
+        backward(gas === 1 ? loss : ops.scale(loss, 1 / gas));
+        return loss.item();
+      });
+    }
+    const loss = lossSum / gas;
+    if (!Number.isFinite(loss)) {
+      optimizer.zeroGrad();
+      throw new TrainingError(`loss is ${loss} at iteration ${iteration + 1}; stopping. ` +
+        `${cfg.save ? `The last good checkpoint in ${cfg.save} is untouched. ` : ''}Try a lower learning rate or gradient_clipping.`);
+    }
+    const { norm, scale } = gradNormAndClip(params, cfg.gradient_clipping);
+    noGrad(() => optimizer.update(lr, scale));
+    optimizer.zeroGrad();
+    iteration++;
+    losses.push(loss);
+    windowSteps++;
+    log.record('train', { iteration, loss, lr, grad_norm: norm });
+    log.progress(iteration, trainIters, `loss ${loss.toFixed(4)}`);
+
+    if (iteration % cfg.log_interval === 0 || iteration === stopAt) {
+      const seconds = (performance.now() - windowStart) / 1000;
+      const tokensPerSec = (windowSteps * cfg.train_batch_size * cfg.seq_length) / seconds;
+      const mem = backend.memoryStats();
+      log.info(`iteration ${String(iteration).padStart(String(trainIters).length)}/${trainIters} | loss ${loss.toFixed(4)} | lr ${lr.toExponential(3)} | ` +
+        `grad norm ${norm.toFixed(3)} | ${humanCount(tokensPerSec)} tok/s | ${humanCount(tokensPerSec * flopsPerToken)}FLOP/s | ${(1000 * seconds / windowSteps).toFixed(0)} ms/step`);
+      log.record('speed', { iteration, tokens_per_sec: tokensPerSec, flops_per_sec: tokensPerSec * flopsPerToken, step_ms: (1000 * seconds) / windowSteps, mem_peak_bytes: mem.peak });
+      windowStart = performance.now();
+      windowSteps = 0;
+    }
+    if (validBatches && cfg.eval_iters > 0 && (iteration % cfg.eval_interval === 0 || iteration === trainIters)) {
+      const evalRound = Math.floor((iteration - 1) / cfg.eval_interval); // a fixed position per evaluation
+      validLoss = evaluate(model, validBatches, evalRound * cfg.eval_iters, cfg.eval_iters, toTensors);
+      log.info(`validation at iteration ${iteration} | loss ${validLoss.toFixed(4)} | perplexity ${Math.exp(validLoss).toFixed(3)}`);
+      log.record('valid', { iteration, loss: validLoss, ppl: Math.exp(validLoss) });
+    }
+    const every = cfg.checkpoint_factor;
+    if (cfg.save && ((every && iteration % every === 0) || iteration === trainIters)) {
+      save(cfg, loaded, model, optimizer, iteration, log);
+    }
+  }
+  log.clearProgress();
+
+  if (cfg.sample_after_training && iteration === trainIters) {
+    const prompt = tokenizer.encode('\n');
+    for (const temperature of [0, 0.8]) {
+      const ids = generate(model, prompt, { maxNewTokens: 200, temperature, topK: 0, topP: 0, seed: cfg.seed, contextLength: cfg.seq_length });
+      log.info(`sample (${temperature === 0 ? 'greedy' : `temperature ${temperature}`}):\n${tokenizer.decode(ids)}\n`);
+    }
+  }
+  return { iteration, losses, validLoss, runDir, model, tokenizer };
+}
+
+/** Mean loss over `iters` validation batches starting at loader step `start`, without gradients. */
+function evaluate(model: GPTNeoX, batches: BatchIterator, start: number, iters: number,
+  toTensors: (b: ReturnType<BatchIterator['batch']>) => readonly [Tensor, Tensor, Tensor]): number {
+  model.eval();
+  let sum = 0;
+  for (let i = 0; i < iters; i++) {
+    sum += noGrad(() => scope(() => {
+      const [ids, labels, mask] = toTensors(batches.batch(start + i));
+      return model.loss(ids, labels, mask).item();
+    }));
+  }
+  model.train();
+  return sum / iters;
+}
+
+/** Preprocesses `preprocess_inputs` into data_path when its .bin/.idx are missing (the quickstart's first run). */
+async function ensureData(cfg: NeoXConfig, log: TrainLogger): Promise<void> {
+  if (!cfg.data_path) throw new TrainingError('data_path is not set (train_data_paths blending is not supported yet)');
+  const { binPath, idxPath } = indexPaths(cfg.data_path);
+  if (existsSync(binPath) && existsSync(idxPath)) return;
+  if (!cfg.preprocess_inputs?.length) {
+    throw new TrainingError(`data_path ${cfg.data_path}: ${binPath} / ${idxPath} not found; run \`neox preprocess\` first`);
+  }
+  // data_path is `{prefix}_text_document`; preprocess writes `{prefix}_{key}_document`.
+  const m = /^(.*)_text_document$/.exec(cfg.data_path);
+  if (!m) throw new TrainingError(`data_path ${cfg.data_path} must end in _text_document to be built from preprocess_inputs`);
+  log.info(`preparing ${cfg.data_path} from ${cfg.preprocess_inputs.join(', ')} (first run only)`);
+  const stats = await preprocess({
+    input: cfg.preprocess_inputs, jsonlKeys: ['text'], tokenizerType: cfg.tokenizer_type, vocabFile: cfg.vocab_file,
+    mergeFile: cfg.merge_file, outputPrefix: m[1]!, appendEod: true, log: () => {},
+  });
+  log.info(`  ${stats.documents} documents, ${humanCount(stats.tokens)} tokens`);
+}
+
+function save(cfg: NeoXConfig, loaded: LoadedConfig, model: GPTNeoX, optimizer: AdamW, iteration: number, log: TrainLogger): void {
+  const named = model.namedParameters();
+  const names = new Map(named.map(([n, p]) => [p, n] as const));
+  const asHost = (t: Tensor): HostTensor => hostTensor(t.dtype, t.shape, t.toArray());
+  const modelTensors = named.map(([n, p]) => [n, asHost(p)] as const);
+  const optimTensors = cfg.no_save_optim ? undefined : optimizer.stateTensors(names).map(([n, t]) => [n, asHost(t)] as const);
+  const result = saveCheckpoint(cfg.save!, iteration, {
+    model: modelTensors,
+    optimizer: optimTensors,
+    state: { iteration, optimizer_step: optimizer.step, consumed_train_samples: iteration * cfg.train_batch_size },
+    config: cfg as unknown as object,
+  }, { keepLastN: cfg.keep_last_n_checkpoints ?? undefined });
+  log.info(`saved checkpoint ${result.dir}`);
+  void loaded;
+}
+
+/** Loads weights (and, unless finetuning, optimizer state and the iteration). Returns the iteration to continue from. */
+function restore(cfg: NeoXConfig, model: GPTNeoX, optimizer: AdamW, backend: Backend, log: TrainLogger): number {
+  const weightsOnly = cfg.finetune || cfg.no_load_optim;
+  const ckpt = loadCheckpoint(cfg.load!, { weightsOnly });
+  const named = model.namedParameters();
+  const copyInto = (dst: Tensor, src: HostTensor | undefined, what: string) => {
+    if (!src) throw new TrainingError(`checkpoint ${ckpt.dir} has no tensor ${what}`);
+    const { data } = hostArrayOf(src);
+    if (src.shape.join(',') !== dst.shape.join(',')) {
+      throw new TrainingError(`checkpoint ${ckpt.dir}: ${what} has shape [${src.shape}], the model expects [${dst.shape}]`);
+    }
+    const t = tensor(data, dst.shape, dst.dtype, backend);
+    noGrad(() => {
+      ops.scaleInPlace(dst, 0);
+      ops.addInPlace(dst, t);
+    });
+    t.dispose();
+  };
+  for (const [n, p] of named) copyInto(p, ckpt.model.get(n), n);
+  if (cfg.finetune) {
+    log.info(`finetuning from ${ckpt.dir} (weights only, starting at iteration 0)`);
+    return 0;
+  }
+  const state = ckpt.state as { iteration: number; optimizer_step: number };
+  if (!weightsOnly && ckpt.optimizer) {
+    for (const [n, p] of named) {
+      const s = optimizer.moments(p);
+      copyInto(s.m, ckpt.optimizer.get(`${n}.exp_avg`), `${n}.exp_avg`);
+      copyInto(s.v, ckpt.optimizer.get(`${n}.exp_avg_sq`), `${n}.exp_avg_sq`);
+    }
+    optimizer.step = state.optimizer_step;
+  }
+  log.info(`resumed from ${ckpt.dir} at iteration ${state.iteration}`);
+  return state.iteration;
+}
