@@ -64,6 +64,8 @@ export interface NeoXModelKeys {
   hidden_dropout: number;
   attention_dropout: number;
   sliding_window_width?: number | null;
+  mlp_multiple_of?: number;
+  expansion_factor?: number | null;
   init_method: string;
   output_layer_init_method: string;
   init_method_std: number;
@@ -91,12 +93,17 @@ export function resolveModelConfig(c: NeoXModelKeys, vocabSize: number): GPTNeoX
   }
   if (activation === 'gelu' && c.bias_gelu_fusion) activation = 'gelu_tanh'; // GPT-NeoX's fused bias-GELU is the tanh form
   const gated = gatedAct !== undefined;
-  // GPT-NeoX sizes a gated MLP at 2/3 of intermediate_size (both halves), rounded up to 256 per half.
-  const inter = c.intermediate_size ?? (gated ? 8 * C : 4 * C);
-  const ffnSize = gated ? Math.ceil(Math.floor(Math.floor((2 * inter) / 3) / 2) / 256) * 256 : inter;
+  // GPT-NeoX sizes a gated MLP at 2/3 of intermediate_size (both halves), rounded up to mlp_multiple_of per half.
+  const multiple = c.mlp_multiple_of ?? 1;
+  const inter = c.intermediate_size ?? Math.round((c.expansion_factor ?? 4) * C);
+  const ffnSize = gated ? Math.ceil(Math.floor(Math.floor((2 * inter) / 3) / 2) / multiple) * multiple : inter;
   const posEmb = c.pos_emb as PosEmb;
   if (!['learned', 'rotary', 'sinusoidal', 'alibi', 'none'].includes(posEmb)) {
     throw new ModelConfigError(`pos_emb '${c.pos_emb}' is not supported; use learned, rotary, sinusoidal, alibi or none`);
+  }
+  const rotaryDims = Math.floor((C / H) * c.rotary_pct);
+  if (posEmb === 'rotary' && rotaryDims % 2 !== 0) {
+    throw new ModelConfigError(`rotary_pct ${c.rotary_pct} × head dim ${C / H} gives ${rotaryDims} rotary dims; it must be even`);
   }
   const norm = c.norm as NormKind;
   if (!['layernorm', 'rmsnorm', 'scalenorm'].includes(norm)) throw new ModelConfigError(`norm '${c.norm}' is not supported`);
@@ -126,7 +133,9 @@ export function resolveModelConfig(c: NeoXModelKeys, vocabSize: number): GPTNeoX
     mlpBias: c.use_bias_in_mlp ?? true,
     hiddenDropout: c.hidden_dropout,
     attentionDropout: c.attention_dropout,
-    slidingWindow: c.sliding_window_width ?? 0,
+    // GPT-NeoX passes window_size=(w, -1) to flash-attn, which keeps keys with pos_q − pos_k ≤ w:
+    // w + 1 keys in our (Mistral-style, pos_q − pos_k < window) convention.
+    slidingWindow: c.sliding_window_width ? c.sliding_window_width + 1 : 0,
     initMethod: c.init_method as InitMethod,
     outputInitMethod: c.output_layer_init_method as InitMethod,
     initStd: c.init_method_std,

@@ -115,13 +115,14 @@ export class GPTNeoX extends Module {
   private readonly drop = new DropoutStream();
   private sinusoid: Tensor | null = null;
 
-  constructor(readonly cfg: GPTNeoXConfig, readonly backend: Backend) {
+  /** `dtype` is the parameters' (and so the computation's) type: f32, or f64 for gradient checks. */
+  constructor(readonly cfg: GPTNeoXConfig, readonly backend: Backend, readonly dtype: 'f32' | 'f64' = 'f32') {
     super();
     const ctx: InitContext = { seed: cfg.seed, std: cfg.initStd, numLayers: cfg.numLayers, hiddenSize: cfg.hiddenSize };
     let stream = 0;
     const f: ParamFactory = {
       backend,
-      dtype: 'f32',
+      dtype,
       weight: (rows, cols, role) => initWeight(role === 'output' ? cfg.outputInitMethod : cfg.initMethod, rows, cols, ctx, stream++),
     };
     this.embed_in = new Embedding(cfg.vocabSize, cfg.hiddenSize, f);
@@ -130,7 +131,7 @@ export class GPTNeoX extends Module {
     this.final_layer_norm = new Norm(cfg.norm, cfg.hiddenSize, cfg.normEps, f, cfg.normBias);
     this.embed_out = cfg.tiedEmbeddings
       ? null
-      : parameter(tensor(f.weight(cfg.vocabSize, cfg.hiddenSize, 'input'), [cfg.vocabSize, cfg.hiddenSize], 'f32', backend));
+      : parameter(tensor(f.weight(cfg.vocabSize, cfg.hiddenSize, 'input'), [cfg.vocabSize, cfg.hiddenSize], dtype, backend));
   }
 
   /** Seeds this step's dropout masks (a function of the run seed and the micro-step). */
@@ -163,14 +164,14 @@ export class GPTNeoX extends Module {
     const logits = this.forward(ids); // (B, T, V)
     const V = this.cfg.vocabSize;
     const { loss } = ops.crossEntropy(ops.reshape(logits, [logits.numel / V, V]), ops.reshape(labels, [labels.numel]));
-    return ops.maskedMeanLoss(loss, ops.reshape(mask, [mask.numel]));
+    return ops.maskedMeanLoss(loss, ops.cast(ops.reshape(mask, [mask.numel]), loss.dtype));
   }
 
   private sinusoidal(T: number): Tensor {
     if (!this.sinusoid || this.sinusoid.dim(0) < T) {
       this.sinusoid?.dispose();
       const P = Math.max(T, this.cfg.maxPositions);
-      this.sinusoid = tensor(ops.sinusoidalPositions(P, this.cfg.hiddenSize), [P, this.cfg.hiddenSize], 'f32', this.backend).keep();
+      this.sinusoid = tensor(ops.sinusoidalPositions(P, this.cfg.hiddenSize), [P, this.cfg.hiddenSize], this.dtype, this.backend).keep();
     }
     if (this.sinusoid.dim(0) === T) return this.sinusoid;
     return ops.split(this.sinusoid, [T, this.sinusoid.dim(0) - T], 0)[0]!;
