@@ -77,14 +77,20 @@ export class AdamW {
  * maxNorm ≤ 0 or the norm is within it), as torch.nn.utils.clip_grad_norm_ computes it.
  */
 export function gradNormAndClip(params: Tensor[], maxNorm: number): { norm: number; scale: number } {
-  let sq = 0;
+  // Σ‖g‖² accumulates on the device; one value comes back to the host per step.
+  let total: Tensor | null = null;
   for (const p of params) {
     if (!p.grad) continue;
     const s = ops.sumSquares(p.grad);
-    sq += s.item();
-    s.dispose();
+    if (total) {
+      ops.addInPlace(total, s);
+      s.dispose();
+    } else {
+      total = s;
+    }
   }
-  const norm = Math.sqrt(sq);
+  const norm = total ? Math.sqrt(total.item()) : 0;
+  total?.dispose();
   const scale = maxNorm > 0 && norm > maxNorm ? maxNorm / (norm + 1e-6) : 1;
   return { norm, scale };
 }

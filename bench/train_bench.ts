@@ -1,0 +1,90 @@
+// `npm run bench`: training throughput on Pythia-shaped models with random tokens, one JSON line
+// per configuration (tokens/s, TFLOP/s, MFU, peak memory), measured the way
+// ../shared/bench/torch_reference.py measures PyTorch so the two can be compared line by line.
+//
+//   node dist/bench/train_bench.js [pythia-160m pythia-410m pythia-1.4b | tiny] [--seq N] [--mb N]
+//        [--steps N] [--warmup N] [--device auto|cpu|cuda]
+//
+// MFU = (6 · non-embedding params + 12 · layers · hidden · seq) · tokens/s / 989e12 (H100/H200
+// dense bf16 peak), REFERENCE.md's formula.
+
+import { parseArgs } from 'node:util';
+import { GPTNeoX, resolveModelConfig, type NeoXModelKeys } from '../src/models/gpt_neox/index.js';
+import { AdamW, gradNormAndClip } from '../src/optim/index.js';
+import { backward, noGrad, scope, tensor } from '../src/tensor/index.js';
+import { selectBackend } from '../src/train/device.js';
+
+const PEAK_FLOPS = 989e12;
+
+interface Shape { layers: number; hidden: number; heads: number; mb: number }
+const SHAPES: Record<string, Shape> = {
+  'pythia-160m': { layers: 12, hidden: 768, heads: 12, mb: 16 },
+  'pythia-410m': { layers: 24, hidden: 1024, heads: 16, mb: 16 },
+  'pythia-1.4b': { layers: 24, hidden: 2048, heads: 16, mb: 8 },
+  tiny: { layers: 2, hidden: 64, heads: 4, mb: 4 }, // a CPU smoke test of the harness
+};
+
+function pythiaKeys(s: Shape, seq: number): NeoXModelKeys {
+  return {
+    hidden_size: s.hidden, num_layers: s.layers, num_attention_heads: s.heads, num_kv_heads: null, intermediate_size: null,
+    max_position_embeddings: seq, seq_length: seq, pos_emb: 'rotary', rotary_pct: 0.25, rotary_emb_base: 10000,
+    norm: 'layernorm', layernorm_epsilon: 1e-5, rms_norm_epsilon: 1e-6, scalenorm_epsilon: 1e-5, activation: 'gelu',
+    bias_gelu_fusion: false, gpt_j_residual: true, gpt_j_tied: false, no_weight_tying: true, use_bias_in_attn_linear: true,
+    use_bias_in_mlp: true, hidden_dropout: 0, attention_dropout: 0, sliding_window_width: null, init_method: 'small_init',
+    output_layer_init_method: 'wang_init', init_method_std: 0.02, seed: 1234,
+  };
+}
+
+async function main(): Promise<void> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: { seq: { type: 'string' }, mb: { type: 'string' }, steps: { type: 'string' }, warmup: { type: 'string' }, device: { type: 'string' } },
+  });
+  const names = positionals.length ? positionals : ['pythia-160m', 'pythia-410m', 'pythia-1.4b'];
+  const backend = await selectBackend(values.device ?? 'auto');
+  const steps = Number(values.steps ?? 20); // the PyTorch reference's 20 timed steps after 5 warm-up steps
+  const warmup = Number(values.warmup ?? 5);
+  for (const name of names) {
+    const shape = SHAPES[name];
+    if (!shape) throw new Error(`unknown model '${name}'; one of ${Object.keys(SHAPES).join(', ')}`);
+    const seq = Number(values.seq ?? (name === 'tiny' ? 64 : 2048));
+    const mb = Number(values.mb ?? shape.mb);
+    const V = 50304; // Pythia's padded vocabulary
+    const model = new GPTNeoX(resolveModelConfig(pythiaKeys(shape, seq), name === 'tiny' ? 512 : V), backend);
+    const opt = new AdamW([{ params: model.parameters(), weightDecay: 0.01 }], { betas: [0.9, 0.95], eps: 1e-8 });
+    const vocab = model.cfg.vocabSize;
+    const params = model.parameters();
+    let seed = 1;
+    const randomIds = () => Int32Array.from({ length: mb * seq }, () => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % vocab);
+    const mask = new Float32Array(mb * seq).fill(1);
+    const step = (): void => {
+      scope(() => {
+        const ids = tensor(randomIds(), [mb, seq], 'i32', backend);
+        const labels = tensor(randomIds(), [mb, seq], 'i32', backend);
+        backward(model.loss(ids, labels, tensor(mask, [mb, seq], 'f32', backend)));
+      });
+      const { scale } = gradNormAndClip(params, 1.0); // as the reference: clip_grad_norm_(…, 1.0)
+      noGrad(() => opt.update(1e-4, scale));
+      opt.zeroGrad();
+    };
+    for (let i = 0; i < warmup; i++) step();
+    backend.synchronize();
+    const t0 = performance.now();
+    for (let i = 0; i < steps; i++) step();
+    backend.synchronize();
+    const seconds = (performance.now() - t0) / 1000;
+    const tokensPerSec = (steps * mb * seq) / seconds;
+    const flops = model.flopsPerToken(seq) * tokensPerSec;
+    console.log(JSON.stringify({
+      impl: 'neox-ts', model: name, device: backend.name, seq, micro_batch: mb, steps,
+      params: model.numParameters(), non_embedding_params: model.nonEmbeddingParameters(),
+      tokens_per_sec: Math.round(tokensPerSec), tflops: +(flops / 1e12).toFixed(2), mfu: +(flops / PEAK_FLOPS).toFixed(4),
+      peak_mem_gb: +(backend.memoryStats().peak / 2 ** 30).toFixed(2),
+    }));
+  }
+}
+
+main().catch((err) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exitCode = 1;
+});
