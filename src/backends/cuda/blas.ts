@@ -1,0 +1,162 @@
+// Row-major GEMMs through cuBLASLt (shared/CUBLASLT.md): f32 accumulation, cached plans.
+//
+// cuBLASLt is column-major; a row-major [r, c] buffer is a column-major c × r matrix. So
+// C[M,N] = op(A)·op(B) is computed as the column-major product Cᵀ = op(B)ᵀ · op(A)ᵀ with m = N,
+// n = M: the stored B is cuBLASLt's first operand and the stored A its second (§3 of the recipe):
+//
+//   operand         stored as          cuBLASLt op   layout rows × cols, ld
+//   first  (= B)    [K, N]             N             N × K, N
+//                   [N, K] (transB)    T             K × N, K
+//   second (= A)    [M, K]             N             K × M, K
+//                   [K, M] (transA)    T             M × K, M
+//   D (= C)         [M, N]                           N × M, N
+//
+// Batches use BATCH_COUNT and STRIDED_BATCH_OFFSET; an operand shared by the batch has stride 0.
+// A plan (descriptor, three layouts, the heuristic's first algorithm) is made once per shape,
+// dtype, transposes and epilogue, and kept. The bias epilogue adds a [N] vector to every row
+// (cuBLASLt's D column); BIAS_POINTER is a descriptor attribute, so it is set before each call.
+
+import koffi from 'koffi';
+import type { DType } from '../../tensor/dtype.js';
+import type { Block } from './allocator.js';
+import type { CudaBackend } from './backend.js';
+import {
+  CUBLAS_COMPUTE_32F, CUBLAS_OP_N, CUBLAS_OP_T, CUDA_R_16BF, CUDA_R_16F, CUDA_R_32F, type CublasLt, DESC, EPILOGUE,
+  HEURISTIC_RESULT_BYTES, LAYOUT, PREF_MAX_WORKSPACE_BYTES, cublasLt,
+} from './ffi/cublaslt.js';
+
+const WORKSPACE_BYTES = 32 * 1024 * 1024;
+const REQUESTED_ALGOS = 8;
+
+export interface Gemm {
+  dtype: DType;
+  transA: boolean;
+  transB: boolean;
+  M: number;
+  N: number;
+  K: number;
+  /** Number of products; 1 for a plain GEMM. */
+  batch: number;
+  /** Element strides between batch items (0: shared by every item). */
+  strideA: number;
+  strideB: number;
+  a: number;
+  b: number;
+  d: number;
+  /** A [N] vector added to every output row (linear's bias), same dtype as D. */
+  bias?: number;
+  /** D += op(A)·op(B) instead of D = (beta = 1). */
+  accumulate?: boolean;
+}
+
+interface Plan {
+  desc: bigint;
+  first: bigint; // layout of the stored B
+  second: bigint; // layout of the stored A
+  out: bigint; // layout of D (and C)
+  results: bigint; // heuristic results (koffi.alloc), the chosen algo at offset 0
+  count: number;
+}
+
+function dataType(dtype: DType): number {
+  switch (dtype) {
+    case 'f32': return CUDA_R_32F;
+    case 'bf16': return CUDA_R_16BF;
+    case 'f16': return CUDA_R_16F;
+    default: throw new Error(`matmul on CUDA supports f32, bf16 and f16, not ${dtype}`);
+  }
+}
+
+export class Blas {
+  private readonly lt: CublasLt;
+  private readonly handle: bigint;
+  private readonly pref: bigint;
+  private readonly workspace: Block;
+  private readonly scalars: bigint; // floats [1, 0, 1]: alpha, beta = 0, beta = 1
+  private readonly attr = Buffer.alloc(8);
+  private readonly plans = new Map<string, Plan>();
+
+  constructor(private readonly be: CudaBackend) {
+    this.lt = cublasLt();
+    const h: [bigint | null] = [null];
+    this.lt.cublasLtCreate(h);
+    this.handle = h[0]!;
+    const p: [bigint | null] = [null];
+    this.lt.cublasLtMatmulPreferenceCreate(p);
+    this.pref = p[0]!;
+    this.attr.writeBigUInt64LE(BigInt(WORKSPACE_BYTES));
+    this.lt.cublasLtMatmulPreferenceSetAttribute(this.pref, PREF_MAX_WORKSPACE_BYTES, this.attr, 8);
+    this.workspace = be.scratch(WORKSPACE_BYTES);
+    this.scalars = koffi.alloc('float', 3) as bigint;
+    new Float32Array(koffi.view(this.scalars, 12)).set([1, 0, 1]);
+  }
+
+  gemm(g: Gemm): void {
+    const plan = this.plan(g);
+    if (g.bias !== undefined) this.setDesc(plan.desc, DESC.BIAS_POINTER, g.bias, 8);
+    const beta = this.scalars + (g.accumulate ? 8n : 4n);
+    this.lt.cublasLtMatmul(
+      this.handle, plan.desc, this.scalars, g.b, plan.first, g.a, plan.second, beta,
+      g.d, plan.out, g.d, plan.out, plan.results, this.workspace.ptr, WORKSPACE_BYTES, this.be.stream,
+    );
+  }
+
+  /** How many plans are cached (each holds a heuristic query's result). */
+  get planCount(): number {
+    return this.plans.size;
+  }
+
+  private plan(g: Gemm): Plan {
+    const key = `${g.dtype} ${g.transA ? 'T' : 'N'}${g.transB ? 'T' : 'N'} ${g.M} ${g.N} ${g.K} ${g.batch} ${g.strideA} ${g.strideB} ${g.bias !== undefined ? 'bias' : ''}`;
+    const hit = this.plans.get(key);
+    if (hit) return hit;
+    const lt = this.lt;
+    const type = dataType(g.dtype);
+    const out1: [bigint | null] = [null];
+    lt.cublasLtMatmulDescCreate(out1, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    const desc = out1[0]!;
+    this.setDesc(desc, DESC.TRANSA, g.transB ? CUBLAS_OP_T : CUBLAS_OP_N, 4);
+    this.setDesc(desc, DESC.TRANSB, g.transA ? CUBLAS_OP_T : CUBLAS_OP_N, 4);
+    if (g.bias !== undefined) {
+      this.setDesc(desc, DESC.EPILOGUE, EPILOGUE.BIAS, 4);
+      this.setDesc(desc, DESC.BIAS_POINTER, g.bias, 8);
+    }
+    const { M, N, K } = g;
+    const first = g.transB ? this.layout(type, K, N, K) : this.layout(type, N, K, N);
+    const second = g.transA ? this.layout(type, M, K, M) : this.layout(type, K, M, K);
+    const out = this.layout(type, N, M, N);
+    if (g.batch > 1) {
+      this.batched(first, g.batch, g.strideB);
+      this.batched(second, g.batch, g.strideA);
+      this.batched(out, g.batch, M * N);
+    }
+    const results = koffi.alloc('uint8_t', HEURISTIC_RESULT_BYTES * REQUESTED_ALGOS) as bigint;
+    const count: [number] = [0];
+    lt.cublasLtMatmulAlgoGetHeuristic(this.handle, desc, first, second, out, out, this.pref, REQUESTED_ALGOS, results, count);
+    if (count[0] === 0) {
+      throw new Error(`cuBLASLt has no algorithm for ${g.dtype} matmul [${key}] on ${this.be.device.name}`);
+    }
+    const plan = { desc, first, second, out, results, count: count[0] };
+    this.plans.set(key, plan);
+    return plan;
+  }
+
+  private layout(type: number, rows: number, cols: number, ld: number): bigint {
+    const out: [bigint | null] = [null];
+    this.lt.cublasLtMatrixLayoutCreate(out, type, rows, cols, ld);
+    return out[0]!;
+  }
+
+  private batched(layout: bigint, count: number, stride: number): void {
+    this.attr.writeInt32LE(count, 0);
+    this.lt.cublasLtMatrixLayoutSetAttribute(layout, LAYOUT.BATCH_COUNT, this.attr, 4);
+    this.attr.writeBigInt64LE(BigInt(stride), 0);
+    this.lt.cublasLtMatrixLayoutSetAttribute(layout, LAYOUT.STRIDED_BATCH_OFFSET, this.attr, 8);
+  }
+
+  private setDesc(desc: bigint, attr: number, value: number, size: 4 | 8): void {
+    if (size === 4) this.attr.writeUInt32LE(value, 0);
+    else this.attr.writeBigUInt64LE(BigInt(value), 0);
+    this.lt.cublasLtMatmulDescSetAttribute(desc, attr, this.attr, size);
+  }
+}

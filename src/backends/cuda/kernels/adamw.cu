@@ -1,0 +1,43 @@
+// Fused AdamW (torch.optim.AdamW semantics, decoupled weight decay), one pass over memory.
+// defines: adamw_<g>, adamw_<g>_<l>   p f32, grad <g>, m f32, v f32 [, lowp <l>] — all [n], in place
+// (<g> in f32, bf16; <l> in bf16, f16: a low-precision copy of the updated parameter).
+//
+// With g = grad · gradScale, per element, in the CPU kernel's order (backends/cpu/kernels/optim.ts):
+//   m ← β1 m + (1 − β1) g
+//   v ← β2 v + (1 − β2) g²
+//   p ← p · decay                                   decay = 1 − lr · weightDecay (rounded, as stored)
+//   p ← p − stepSize · m / (√v · rsqrtBc2 + eps)    stepSize = lr / (1 − β1^t), rsqrtBc2 = 1 / √(1 − β2^t)
+#include "common.cuh"
+
+template <typename G, typename L, bool LOWP>
+__device__ void adamw(float* __restrict__ p, const G* __restrict__ grad, float* __restrict__ m, float* __restrict__ v,
+                      L* __restrict__ lowp, i64 n, float decay, float stepSize, float beta1, float beta2, float eps,
+                      float rsqrtBc2, float gradScale) {
+  GRID_STRIDE(i, n) {
+    const float g = to_f32(grad[i]) * gradScale;
+    const float mi = beta1 * m[i] + (1.f - beta1) * g;
+    const float vi = beta2 * v[i] + (1.f - beta2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    const float pd = __fmul_rn(p[i], decay);  // not fused into the next line: the CPU rounds it
+    const float pi = pd - stepSize * mi / (sqrtf(vi) * rsqrtBc2 + eps);
+    p[i] = pi;
+    if (LOWP) lowp[i] = from_f32<L>(pi);
+  }
+}
+
+#define ADAMW_ARGS i64 n, float decay, float stepSize, float beta1, float beta2, float eps, float rsqrtBc2, float gradScale
+#define ADAMW_PASS n, decay, stepSize, beta1, beta2, eps, rsqrtBc2, gradScale
+
+#define DEFINE_ADAMW(G, GN)                                                                              \
+  extern "C" __global__ void adamw_##GN(float* p, const G* g, float* m, float* v, ADAMW_ARGS) {           \
+    adamw<G, float, false>(p, g, m, v, nullptr, ADAMW_PASS);                                              \
+  }                                                                                                      \
+  extern "C" __global__ void adamw_##GN##_bf16(float* p, const G* g, float* m, float* v, bf16* lowp, ADAMW_ARGS) { \
+    adamw<G, bf16, true>(p, g, m, v, lowp, ADAMW_PASS);                                                   \
+  }                                                                                                      \
+  extern "C" __global__ void adamw_##GN##_f16(float* p, const G* g, float* m, float* v, f16* lowp, ADAMW_ARGS) { \
+    adamw<G, f16, true>(p, g, m, v, lowp, ADAMW_PASS);                                                    \
+  }
+DEFINE_ADAMW(float, f32)
+DEFINE_ADAMW(bf16, bf16)

@@ -1,0 +1,52 @@
+// CUDA kernel: rotary position embedding, rotate-half, forward and inverse (rotary.cu). The cos/sin
+// table is ops/attention.ts's rotaryTable (the CPU uses the same), uploaded as f32 and kept per
+// (T, rotaryDims, base, offset) in a small per-backend cache.
+
+import { rotaryTable } from '../../../ops/attention.js';
+import { registerKernel } from '../../../tensor/engine.js';
+import type { CudaBackend, CudaStorage } from '../backend.js';
+import { cuda, floatSuffix, out, ptr } from './util.js';
+
+const TABLES_KEPT = 32;
+const tables = new WeakMap<CudaBackend, Map<string, { cos: CudaStorage; sin: CudaStorage }>>();
+
+function table(be: CudaBackend, T: number, rotaryDims: number, base: number, offset: number): { cos: CudaStorage; sin: CudaStorage } {
+  let byKey = tables.get(be);
+  if (!byKey) tables.set(be, (byKey = new Map()));
+  const key = `${T} ${rotaryDims} ${base} ${offset}`;
+  const hit = byKey.get(key);
+  if (hit) {
+    byKey.delete(key); // most recently used last
+    byKey.set(key, hit);
+    return hit;
+  }
+  if (byKey.size >= TABLES_KEPT) {
+    const [oldKey, old] = byKey.entries().next().value!;
+    be.free(old.cos);
+    be.free(old.sin);
+    byKey.delete(oldKey);
+  }
+  const { cos, sin } = rotaryTable(T, rotaryDims, base, offset);
+  const entry = { cos: be.upload(Float32Array.from(cos), 'f32'), sin: be.upload(Float32Array.from(sin), 'f32') };
+  byKey.set(key, entry);
+  return entry;
+}
+
+registerKernel('rotary', 'cuda', ([x], { rotaryDims, base, offset, inverse }, backend) => {
+  const be = cuda(backend);
+  const t = floatSuffix(x!.dtype, 'rotary');
+  const D = x!.dim(-1);
+  const T = x!.dim(-2);
+  if (rotaryDims % 2 !== 0 || rotaryDims > D) throw new Error(`rotary: rotaryDims ${rotaryDims} must be even and ≤ head dim ${D}`);
+  const y = out(x!.shape, x!.dtype, be);
+  const n = x!.numel;
+  if (n === 0) return [y];
+  if (rotaryDims === 0) {
+    be.copyAsync(ptr(y), ptr(x!), y.storage.bytes);
+    return [y];
+  }
+  const tab = table(be, T, rotaryDims, base, offset);
+  be.kernel('rotary.cu', `rotary_${t}`, 'ppppllllf')
+    .launch(be.grid(n), 256, ptr(x!), ptr(y), tab.cos.ptr, tab.sin.ptr, n, T, D, rotaryDims, inverse ? -1 : 1);
+  return [y];
+});

@@ -1,0 +1,126 @@
+// CUDA kernels: permute, split, concat (shape.cu). Copies over any dtype, by element size.
+// Contracts and the reference: backends/cpu/kernels/shape.ts.
+
+import { ITEM_SIZE } from '../../../tensor/dtype.js';
+import { registerKernel } from '../../../tensor/engine.js';
+import type { Tensor } from '../../../tensor/tensor.js';
+import { cuda, out, ptr } from './util.js';
+
+const MAX_DIMS = 6;
+
+function normAxis(axis: number, ndim: number, kernel: string): number {
+  const a = axis < 0 ? axis + ndim : axis;
+  if (!Number.isInteger(a) || a < 0 || a >= ndim) throw new Error(`${kernel}: axis ${axis} out of range for ${ndim} dims`);
+  return a;
+}
+
+function prod(xs: readonly number[], from = 0, to = xs.length): number {
+  let p = 1;
+  for (let i = from; i < to; i++) p *= xs[i]!;
+  return p;
+}
+
+registerKernel('permute', 'cuda', ([x], { perm }, backend) => {
+  const be = cuda(backend);
+  const shape = x!.shape;
+  const nd = shape.length;
+  if (perm.length !== nd || [...perm].sort((a, b) => a - b).some((p, i) => p !== i)) {
+    throw new Error(`permute: [${perm}] is not a permutation of the ${nd} dims of [${shape}]`);
+  }
+  const y = out(perm.map((p) => shape[p]!), x!.dtype, be);
+  const n = x!.numel;
+  if (n === 0) return [y];
+  const inStride = new Array<number>(nd);
+  for (let d = nd - 1, s = 1; d >= 0; d--) {
+    inStride[d] = s;
+    s *= shape[d]!;
+  }
+  // Output dims with the input stride each walks; size-1 dims dropped, in-order neighbours merged.
+  const dims: number[] = [];
+  const strides: number[] = [];
+  for (const p of perm) {
+    const size = shape[p]!;
+    if (size === 1) continue;
+    const k = dims.length - 1;
+    if (k >= 0 && strides[k] === inStride[p]! * size) {
+      dims[k] = dims[k]! * size;
+      strides[k] = inStride[p]!;
+    } else {
+      dims.push(size);
+      strides.push(inStride[p]!);
+    }
+  }
+  if (dims.length <= 1) {
+    be.copyAsync(ptr(y), ptr(x!), y.storage.bytes);
+    return [y];
+  }
+  if (dims.length > MAX_DIMS) throw new Error(`permute on CUDA: [${perm}] of [${shape}] needs ${dims.length} dims after merging (at most ${MAX_DIMS})`);
+  while (dims.length < MAX_DIMS) {
+    dims.push(1);
+    strides.push(0);
+  }
+  const used = dims.filter((d, i) => d !== 1 || strides[i] !== 0).length;
+  be.kernel('shape.cu', `permute_${ITEM_SIZE[x!.dtype]}`, 'ppli' + 'l'.repeat(2 * MAX_DIMS))
+    .launch(be.grid(n), 256, ptr(x!), ptr(y), n, used, ...dims, ...strides);
+  return [y];
+});
+
+/** dst rows ← src rows: `rows` runs of `run` elements, with pitches in elements. */
+function copyRows(t: Tensor, src: number, dst: number, rows: number, run: number, srcPitch: number, dstPitch: number): void {
+  const be = cuda(t.backend);
+  const es = ITEM_SIZE[t.dtype];
+  if (rows === 0 || run === 0) return;
+  if (rows === 1 || (srcPitch === run && dstPitch === run)) {
+    be.copyAsync(dst, src, rows * run * es);
+    return;
+  }
+  be.kernel('shape.cu', `copy2d_${es}`, 'ppllll').launch(be.grid(rows * run), 256, src, dst, rows, run, srcPitch, dstPitch);
+}
+
+registerKernel('split', 'cuda', ([x], { axis, sizes }, backend) => {
+  const be = cuda(backend);
+  const shape = x!.shape;
+  const a = normAxis(axis, shape.length, 'split');
+  const total = sizes.reduce((p, q) => p + q, 0);
+  if (sizes.some((s) => !Number.isInteger(s) || s < 0) || total !== shape[a]) {
+    throw new Error(`split: sizes [${sizes}] do not add up to dim ${a} (${shape[a]}) of [${shape}]`);
+  }
+  const outer = prod(shape, 0, a);
+  const inner = prod(shape, a + 1);
+  const es = ITEM_SIZE[x!.dtype];
+  const ys: Tensor[] = [];
+  let start = 0;
+  for (const size of sizes) {
+    const y = out(shape.map((d, i) => (i === a ? size : d)), x!.dtype, be);
+    copyRows(x!, ptr(x!) + start * inner * es, ptr(y), outer, size * inner, total * inner, size * inner);
+    ys.push(y);
+    start += size;
+  }
+  return ys;
+});
+
+registerKernel('concat', 'cuda', (xs, { axis }, backend) => {
+  const be = cuda(backend);
+  if (xs.length === 0) throw new Error('concat: no inputs');
+  const first = xs[0]!;
+  const a = normAxis(axis, first.ndim, 'concat');
+  let total = 0;
+  for (const x of xs) {
+    if (x.dtype !== first.dtype) throw new Error(`concat: dtypes differ (${first.dtype} and ${x.dtype})`);
+    if (x.ndim !== first.ndim || x.shape.some((d, i) => i !== a && d !== first.shape[i])) {
+      throw new Error(`concat: shapes [${first.shape}] and [${x.shape}] differ outside axis ${a}`);
+    }
+    total += x.shape[a]!;
+  }
+  const outer = prod(first.shape, 0, a);
+  const inner = prod(first.shape, a + 1);
+  const es = ITEM_SIZE[first.dtype];
+  const y = out(first.shape.map((d, i) => (i === a ? total : d)), first.dtype, be);
+  let start = 0;
+  for (const x of xs) {
+    const run = x.shape[a]! * inner;
+    copyRows(x, ptr(x), ptr(y) + start * inner * es, outer, run, run, total * inner);
+    start += x.shape[a]!;
+  }
+  return [y];
+});
