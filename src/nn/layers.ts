@@ -7,9 +7,24 @@ import { tensor } from '../tensor/engine.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { Module, parameter } from './module.js';
 
+/**
+ * The dtype layers compute in, shared by every layer of a model: parameters stay in their own
+ * (master) dtype and are cast at use, so with `compute = 'bf16'` the matmuls run in bf16 while
+ * gradients flow back through the casts into f32 parameters (PyTorch autocast's scheme).
+ */
+export interface ComputePrecision {
+  compute: DType;
+}
+
+/** `p` in the compute dtype (a cast recorded on the tape, or `p` itself). */
+export function atCompute(p: Tensor, precision: ComputePrecision): Tensor {
+  return ops.cast(p, precision.compute);
+}
+
 export interface ParamFactory {
   backend: Backend;
   dtype: DType;
+  precision: ComputePrecision;
   /** Initial values for a [rows, cols] weight by the named role. */
   weight(rows: number, cols: number, role: 'input' | 'output'): Float32Array;
 }
@@ -23,24 +38,29 @@ function constant(shape: number[], value: number, f: ParamFactory): Tensor {
 export class Linear extends Module {
   readonly weight: Tensor; // (out, in)
   readonly bias: Tensor | null; // (out)
+  private readonly precision: ComputePrecision;
   constructor(inFeatures: number, outFeatures: number, f: ParamFactory, opts: { bias: boolean; init: 'input' | 'output' }) {
     super();
+    this.precision = f.precision;
     this.weight = parameter(tensor(f.weight(outFeatures, inFeatures, opts.init), [outFeatures, inFeatures], f.dtype, f.backend));
     this.bias = opts.bias ? constant([outFeatures], 0, f) : null;
   }
   forward(x: Tensor): Tensor {
-    return ops.linear(x, this.weight, this.bias);
+    const p = this.precision;
+    return ops.linear(x, atCompute(this.weight, p), this.bias && atCompute(this.bias, p));
   }
 }
 
 export class Embedding extends Module {
   readonly weight: Tensor; // (V, C)
+  private readonly precision: ComputePrecision;
   constructor(num: number, dim: number, f: ParamFactory) {
     super();
+    this.precision = f.precision;
     this.weight = parameter(tensor(f.weight(num, dim, 'input'), [num, dim], f.dtype, f.backend));
   }
   forward(ids: Tensor): Tensor {
-    return ops.embedding(ids, this.weight);
+    return ops.embedding(ids, atCompute(this.weight, this.precision));
   }
 }
 
@@ -51,8 +71,10 @@ export class Norm extends Module {
   readonly weight: Tensor | null = null; // (C)
   readonly bias: Tensor | null = null; // (C)
   readonly g: Tensor | null = null; // (1), ScaleNorm only
+  private readonly precision: ComputePrecision;
   constructor(readonly kind: NormKind, dim: number, readonly eps: number, f: ParamFactory, bias = true) {
     super();
+    this.precision = f.precision;
     if (kind === 'scalenorm') this.g = constant([1], 1, f);
     else {
       this.weight = constant([dim], 1, f);
@@ -60,10 +82,11 @@ export class Norm extends Module {
     }
   }
   forward(x: Tensor): Tensor {
+    const c = (p: Tensor) => atCompute(p, this.precision);
     switch (this.kind) {
-      case 'layernorm': return ops.layerNorm(x, this.weight!, this.bias, this.eps);
-      case 'rmsnorm': return ops.rmsNorm(x, this.weight!, this.eps);
-      case 'scalenorm': return ops.scaleNorm(x, this.g!, this.eps);
+      case 'layernorm': return ops.layerNorm(x, c(this.weight!), this.bias && c(this.bias), this.eps);
+      case 'rmsnorm': return ops.rmsNorm(x, c(this.weight!), this.eps);
+      case 'scalenorm': return ops.scaleNorm(x, c(this.g!), this.eps);
     }
   }
 }

@@ -23,6 +23,8 @@ import type { Tensor } from '../tensor/tensor.js';
 import { selectBackend } from './device.js';
 import { TrainLogger, humanCount } from './logger.js';
 import { generate } from './sample.js';
+import { runEvalTasks } from '../infer/eval.js';
+import { resolveTaskSpec } from '../infer/tasks.js';
 
 export class TrainingError extends Error {
   override name = 'NeoxError';
@@ -55,6 +57,7 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
   if (cfg.precision !== 'fp32' && backend.name === 'cpu') {
     log.info(`note: precision ${cfg.precision} applies on CUDA; the CPU backend computes in fp32`);
   }
+  for (const t of cfg.eval_tasks ?? []) resolveTaskSpec(t); // fail early on a missing task file
   const trainIters = cfg.train_iters;
   if (!trainIters) throw new TrainingError('train_iters must be set (train_epochs alone is not supported yet)');
 
@@ -70,6 +73,10 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
   // --- model and optimizer
   const vocab = padVocabSize(tokenizer.vocabSize, cfg.make_vocab_size_divisible_by, cfg.model_parallel_size);
   const model = new GPTNeoX(resolveModelConfig(cfg, vocab), backend);
+  // Mixed precision on CUDA: f32 master weights, gradients and AdamW states; bf16/f16 compute.
+  const computeDtype = backend.name === 'cpu' ? 'f32' : cfg.precision === 'bfloat16' ? 'bf16' : cfg.precision === 'fp16' ? 'f16' : 'f32';
+  model.setComputeDtype(computeDtype);
+  const lossScaler = computeDtype === 'f16' ? new LossScaler(cfg.fp16) : null;
   const { decay, noDecay } = model.weightDecayGroups();
   const opt = cfg.optimizer.params;
   const optimizer = new AdamW(
@@ -115,18 +122,28 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
       lossSum += scope(() => {
         const [ids, labels, mask] = toTensors(trainBatches.batch(k));
         const loss = model.loss(ids, labels, mask);
-        backward(gas === 1 ? loss : ops.scale(loss, 1 / gas));
+        const factor = (lossScaler?.scale ?? 1) / gas;
+        backward(factor === 1 ? loss : ops.scale(loss, factor));
         return loss.item();
       });
     }
     const loss = lossSum / gas;
+    // fp16: gradients carry the loss scale; an overflow skips the step and lowers the scale.
+    const unscale = 1 / (lossScaler?.scale ?? 1);
+    const clip = gradNormAndClip(params, cfg.gradient_clipping / unscale);
+    const norm = clip.norm * unscale;
+    if (lossScaler && !lossScaler.update(Number.isFinite(norm))) {
+      optimizer.zeroGrad();
+      log.info(`iteration ${iteration + 1}: gradient overflow, step skipped; loss scale now ${lossScaler.scale}`);
+      iteration++;
+      continue;
+    }
     if (!Number.isFinite(loss)) {
       optimizer.zeroGrad();
       throw new TrainingError(`loss is ${loss} at iteration ${iteration + 1}; stopping. ` +
         `${cfg.save ? `The last good checkpoint in ${cfg.save} is untouched. ` : ''}Try a lower learning rate or gradient_clipping.`);
     }
-    const { norm, scale } = gradNormAndClip(params, cfg.gradient_clipping);
-    noGrad(() => optimizer.update(lr, scale));
+    noGrad(() => optimizer.update(lr, clip.scale * unscale));
     optimizer.zeroGrad();
     iteration++;
     losses.push(loss);
@@ -150,6 +167,11 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
       log.info(`validation at iteration ${iteration} | loss ${validLoss.toFixed(4)} | perplexity ${Math.exp(validLoss).toFixed(3)}`);
       log.record('valid', { iteration, loss: validLoss, ppl: Math.exp(validLoss) });
     }
+    if (cfg.eval_tasks?.length && (iteration % cfg.eval_interval === 0 || iteration === trainIters)) {
+      const m = runEvalTasks(model, tokenizer, cfg.eval_tasks, { contextLength: cfg.seq_length, batchSize: micro });
+      log.info(`eval tasks at iteration ${iteration} | ${Object.entries(m).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(' | ')}`);
+      log.record('eval_tasks', { iteration, ...m });
+    }
     const every = cfg.checkpoint_factor;
     if (cfg.save && ((every && iteration % every === 0) || iteration === trainIters)) {
       save(cfg, loaded, model, optimizer, iteration, log);
@@ -165,6 +187,34 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
     }
   }
   return { iteration, losses, validLoss, runDir, model, tokenizer };
+}
+
+/** fp16 dynamic loss scaling (DeepSpeed's rules: halve on overflow after `hysteresis` overflows, double after `loss_scale_window` good steps). */
+export class LossScaler {
+  scale: number;
+  private good = 0;
+  private hysteresis: number;
+  constructor(private readonly o: NeoXConfig['fp16']) {
+    this.scale = o.loss_scale && o.loss_scale > 0 ? o.loss_scale : 2 ** (o.initial_scale_power ?? 16);
+    this.hysteresis = o.hysteresis ?? 2;
+  }
+  /** Records a step's outcome; false means it overflowed and must be skipped. */
+  update(finite: boolean): boolean {
+    const dynamic = !(this.o.loss_scale && this.o.loss_scale > 0);
+    if (finite) {
+      if (dynamic && ++this.good >= (this.o.loss_scale_window ?? 1000)) {
+        this.scale *= 2;
+        this.good = 0;
+      }
+      return true;
+    }
+    this.good = 0;
+    if (dynamic && --this.hysteresis <= 0) {
+      this.scale = Math.max(this.scale / 2, this.o.min_loss_scale ?? 1);
+      this.hysteresis = this.o.hysteresis ?? 2;
+    }
+    return false;
+  }
 }
 
 /** Mean loss over `iters` validation batches starting at loader step `start`, without gradients. */

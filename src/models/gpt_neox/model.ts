@@ -1,13 +1,19 @@
 // The GPT-NeoX model: embeddings → L transformer layers → final norm → output head.
 //
 // Shapes: B batch, T time, C hidden, H heads, Hkv key/value heads, D = C / H head dim,
-// F MLP width, V padded vocabulary. Single-device code: parallelism is applied from outside.
+// F MLP width, V padded vocabulary, S cached + new positions. Single-device code: parallelism
+// is applied from outside.
+//
+// Incremental decoding: `forward(ids, { cache })` treats ids (B, T) as the tokens at positions
+// cache.length … cache.length + T − 1 and lets each Attention hand its new k/v to the cache
+// (AttentionCache, implemented by src/infer/kv_cache.ts), attending over what it returns.
 
 import { type InitContext, initWeight } from '../../nn/init.js';
-import { Embedding, Linear, Norm, type ParamFactory } from '../../nn/layers.js';
+import { type ComputePrecision, Embedding, Linear, Norm, type ParamFactory, atCompute } from '../../nn/layers.js';
 import { Module, parameter } from '../../nn/module.js';
 import * as ops from '../../ops/index.js';
 import type { Backend } from '../../tensor/backend.js';
+import type { DType } from '../../tensor/dtype.js';
 import { tensor } from '../../tensor/engine.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import type { GPTNeoXConfig } from './config.js';
@@ -22,6 +28,33 @@ class DropoutStream {
     this.offset += Math.ceil(x.numel / 4) * 4; // Philox yields 4 words per counter
     return y;
   }
+}
+
+/**
+ * What the model needs from a KV cache (src/infer/kv_cache.ts implements it). One cache per
+ * sequence batch; rows share positions.
+ */
+export interface AttentionCache {
+  /** Positions already cached: the absolute position of this forward's first token. */
+  readonly length: number;
+  /**
+   * Appends layer `layer`'s k, v (B, Hkv, T, D) for positions `offset` … offset + T − 1 and returns
+   * the keys and values to attend over, (B, Hkv, S, D), ending with the new ones (the attention
+   * kernel puts query t at S − T + t, so a cache may drop keys no query can see).
+   */
+  append(layer: number, offset: number, k: Tensor, v: Tensor): [Tensor, Tensor];
+}
+
+export interface ForwardOptions {
+  /** Incremental decoding: ids continue the cached positions, and the cache is extended. */
+  cache?: AttentionCache;
+}
+
+/** Where one layer's forward sits in an incremental decode. */
+interface LayerStep {
+  cache: AttentionCache;
+  layer: number;
+  offset: number;
 }
 
 export class Attention extends Module {
@@ -40,9 +73,10 @@ export class Attention extends Module {
     this.rotaryDims = cfg.posEmb === 'rotary' ? Math.floor(this.headDim * cfg.rotaryPct) : 0;
   }
 
-  forward(x: Tensor /* (B, T, C) */): Tensor {
+  forward(x: Tensor /* (B, T, C) */, step?: LayerStep): Tensor {
     const [B, T] = x.shape as [number, number, number];
     const { numHeads: H, numKvHeads: Hkv, hiddenSize: C } = this.cfg;
+    const offset = step?.offset ?? 0;
     const D = this.headDim;
     const kvWidth = (D * Hkv) / H;
     // GPT-NeoX's layout: per query head, [q (D) ‖ k (D·Hkv/H) ‖ v (D·Hkv/H)]; for MHA this is [q ‖ k ‖ v] per head.
@@ -50,11 +84,12 @@ export class Attention extends Module {
     const [q0, k0, v0] = ops.split(qkv, [D, kvWidth, kvWidth], -1) as [Tensor, Tensor, Tensor];
     let q = ops.permute(q0, [0, 2, 1, 3]); // (B, H, T, D)
     let k = ops.permute(ops.reshape(k0, [B, T, Hkv, D]), [0, 2, 1, 3]); // (B, Hkv, T, D)
-    const v = ops.permute(ops.reshape(v0, [B, T, Hkv, D]), [0, 2, 1, 3]); // (B, Hkv, T, D)
+    let v = ops.permute(ops.reshape(v0, [B, T, Hkv, D]), [0, 2, 1, 3]); // (B, Hkv, T, D)
     if (this.rotaryDims > 0) {
-      q = ops.rotary(q, this.rotaryDims, this.cfg.rotaryBase);
-      k = ops.rotary(k, this.rotaryDims, this.cfg.rotaryBase);
+      q = ops.rotary(q, this.rotaryDims, this.cfg.rotaryBase, offset);
+      k = ops.rotary(k, this.rotaryDims, this.cfg.rotaryBase, offset);
     }
+    if (step) [k, v] = step.cache.append(step.layer, offset, k, v); // (B, Hkv, S, D)
     const o = ops.attention(q, k, v, { causal: true, window: this.cfg.slidingWindow, alibi: this.cfg.posEmb === 'alibi' }); // (B, H, T, D)
     const merged = ops.reshape(ops.permute(o, [0, 2, 1, 3]), [B, T, C]); // (B, T, C)
     return this.dense.forward(merged);
@@ -90,18 +125,18 @@ export class Layer extends Module {
     this.mlp = new MLP(cfg, f);
   }
 
-  forward(x: Tensor /* (B, T, C) */): Tensor {
+  forward(x: Tensor /* (B, T, C) */, step?: LayerStep): Tensor {
     const p = this.cfg.hiddenDropout;
     const dropout = (t: Tensor) => this.drop.apply(t, p, this.training);
     if (this.cfg.parallelResidual) {
       // GPT-J style: x + attn(ln1(x)) + mlp(ln2(x)), both branches from the same input.
       const h1 = this.input_layernorm.forward(x);
       const h2 = this.post_attention_layernorm ? this.post_attention_layernorm.forward(x) : h1;
-      const attn = dropout(this.attention.forward(h1));
+      const attn = dropout(this.attention.forward(h1, step));
       const mlp = dropout(this.mlp.forward(h2));
       return ops.add(ops.add(x, attn), mlp);
     }
-    const x1 = ops.add(x, dropout(this.attention.forward(this.input_layernorm.forward(x))));
+    const x1 = ops.add(x, dropout(this.attention.forward(this.input_layernorm.forward(x), step)));
     return ops.add(x1, dropout(this.mlp.forward(this.post_attention_layernorm!.forward(x1))));
   }
 }
@@ -114,15 +149,19 @@ export class GPTNeoX extends Module {
   readonly embed_out: Tensor | null; // (V, C); null when tied to embed_in
   private readonly drop = new DropoutStream();
   private sinusoid: Tensor | null = null;
+  /** The dtype every layer computes in (parameters stay in `dtype`); see setComputeDtype. */
+  readonly precision: ComputePrecision;
 
   /** `dtype` is the parameters' (and so the computation's) type: f32, or f64 for gradient checks. */
   constructor(readonly cfg: GPTNeoXConfig, readonly backend: Backend, readonly dtype: 'f32' | 'f64' = 'f32') {
     super();
+    this.precision = { compute: dtype };
     const ctx: InitContext = { seed: cfg.seed, std: cfg.initStd, numLayers: cfg.numLayers, hiddenSize: cfg.hiddenSize };
     let stream = 0;
     const f: ParamFactory = {
       backend,
       dtype,
+      precision: this.precision,
       weight: (rows, cols, role) => initWeight(role === 'output' ? cfg.outputInitMethod : cfg.initMethod, rows, cols, ctx, stream++),
     };
     this.embed_in = new Embedding(cfg.vocabSize, cfg.hiddenSize, f);
@@ -134,29 +173,44 @@ export class GPTNeoX extends Module {
       : parameter(tensor(f.weight(cfg.vocabSize, cfg.hiddenSize, 'input'), [cfg.vocabSize, cfg.hiddenSize], dtype, backend));
   }
 
+  /**
+   * Mixed precision: compute in `dtype` (bf16/f16 on CUDA) while parameters, their gradients and
+   * the optimizer stay in the parameters' dtype.
+   */
+  setComputeDtype(dtype: DType): void {
+    this.precision.compute = dtype;
+    this.sinusoid?.dispose();
+    this.sinusoid = null;
+  }
+
   /** Seeds this step's dropout masks (a function of the run seed and the micro-step). */
   setDropoutSeed(seed: number): void {
     this.drop.seed = seed;
     this.drop.offset = 0;
   }
 
-  /** ids (B, T) i32 → logits (B, T, V). */
-  forward(ids: Tensor): Tensor {
+  /**
+   * ids (B, T) i32 → logits (B, T, V). With `opts.cache`, ids sit at positions cache.length …
+   * cache.length + T − 1 and every layer extends the cache with its keys and values.
+   */
+  forward(ids: Tensor, opts: ForwardOptions = {}): Tensor {
     const [, T] = ids.shape as [number, number];
-    if (T > this.cfg.maxPositions && (this.cfg.posEmb === 'learned' || this.cfg.posEmb === 'sinusoidal')) {
-      throw new Error(`sequence of ${T} tokens is longer than max_position_embeddings (${this.cfg.maxPositions})`);
+    const cache = opts.cache;
+    const offset = cache?.length ?? 0; // read once: layers extend the cache as they run
+    if (offset + T > this.cfg.maxPositions && (this.cfg.posEmb === 'learned' || this.cfg.posEmb === 'sinusoidal')) {
+      throw new Error(`sequence of ${offset + T} tokens is longer than max_position_embeddings (${this.cfg.maxPositions})`);
     }
     let x = this.embed_in.forward(ids); // (B, T, C)
     if (this.embed_pos) {
-      const pos = tensor(Int32Array.from({ length: T }, (_, i) => i), [T], 'i32', this.backend);
+      const pos = tensor(Int32Array.from({ length: T }, (_, i) => offset + i), [T], 'i32', this.backend);
       x = ops.add(x, this.embed_pos.forward(pos)); // (T, C) broadcast over B
     } else if (this.cfg.posEmb === 'sinusoidal') {
-      x = ops.add(x, this.sinusoidal(T));
+      x = ops.add(x, offset === 0 ? this.sinusoidal(T) : this.sinusoidalAt(offset, T)); // (T, C)
     }
     x = this.drop.apply(x, this.cfg.hiddenDropout, this.training);
-    for (const layer of this.layers) x = layer.forward(x);
+    for (const [i, layer] of this.layers.entries()) x = layer.forward(x, cache ? { cache, layer: i, offset } : undefined);
     x = this.final_layer_norm.forward(x);
-    return ops.linear(x, this.embed_out ?? this.embed_in.weight); // (B, T, V)
+    return ops.linear(x, atCompute(this.embed_out ?? this.embed_in.weight, this.precision)); // (B, T, V)
   }
 
   /** Mean cross-entropy over positions where mask = 1: ids, labels (B, T) i32, mask (B, T) f32. */
@@ -171,10 +225,16 @@ export class GPTNeoX extends Module {
     if (!this.sinusoid || this.sinusoid.dim(0) < T) {
       this.sinusoid?.dispose();
       const P = Math.max(T, this.cfg.maxPositions);
-      this.sinusoid = tensor(ops.sinusoidalPositions(P, this.cfg.hiddenSize), [P, this.cfg.hiddenSize], this.dtype, this.backend).keep();
+      this.sinusoid = tensor(ops.sinusoidalPositions(P, this.cfg.hiddenSize), [P, this.cfg.hiddenSize], this.precision.compute, this.backend).keep();
     }
     if (this.sinusoid.dim(0) === T) return this.sinusoid;
     return ops.split(this.sinusoid, [T, this.sinusoid.dim(0) - T], 0)[0]!;
+  }
+
+  /** Rows offset … offset + T − 1 of the sinusoidal table, (T, C) (the same values as sinusoidal()). */
+  private sinusoidalAt(offset: number, T: number): Tensor {
+    const table = this.sinusoidal(offset + T); // (≥ offset + T, C)
+    return ops.embedding(tensor(Int32Array.from({ length: T }, (_, i) => offset + i), [T], 'i32', this.backend), table);
   }
 
   /** Parameters that get weight decay (matrices) and those that don't (norms, biases), as GPT-NeoX. */
