@@ -71,3 +71,18 @@ test('a non-finite loss stops the run, naming the iteration, and keeps the last 
   const latest = readFileSync(join(save, 'latest'), 'utf8').trim();
   assert.ok(existsSync(join(save, latest, 'manifest.json')));
 });
+
+test('neox launch --nproc-per-node 2 trains data-parallel on CPU with parameters identical on both ranks', async () => {
+  const { execFile } = await import('node:child_process');
+  const a = setup({ save: 'SAVE', checkpoint_factor: 6, train_micro_batch_size_per_gpu: 1 });
+  const save = join(a.dir, 'ckpt');
+  writeFileSync(a.file, readFileSync(a.file, 'utf8').replace('"SAVE"', JSON.stringify(save)));
+  const out = await new Promise<string>((resolve, reject) => {
+    execFile(process.execPath, ['bin/neox.js', 'launch', '--nproc-per-node', '2', 'train', a.file], { timeout: 120_000 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${err.message}\n${stdout}\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
+  assert.match(out, /data parallel: parameters identical on all 2 ranks/);
+  assert.ok(existsSync(join(save, 'global_step6', 'manifest.json')));
+});

@@ -21,6 +21,7 @@ import type { Backend } from '../tensor/backend.js';
 import { backward, noGrad, scope, tensor } from '../tensor/engine.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { selectBackend } from './device.js';
+import { initDistributed } from '../parallel/index.js';
 import { TrainLogger, humanCount } from './logger.js';
 import { generate } from './sample.js';
 import { runEvalTasks } from '../infer/eval.js';
@@ -52,8 +53,13 @@ export interface TrainResult {
 export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Promise<TrainResult> {
   const cfg = loaded.config;
   const backend = await selectBackend(opts.device ?? cfg.device);
+  // Data parallelism when launched with WORLD_SIZE > 1 (neox launch, Slurm, MPI); null otherwise.
+  const dist = await initDistributed(cfg, backend);
+  const rank = dist?.rank ?? 0;
+  const dp = dist?.worldSize ?? 1;
+  const isMain = rank === 0;
   const runDir = cfg.log_dir ?? cfg.save ?? join('runs', basename(loaded.sources.at(-1) ?? 'run', extname(loaded.sources.at(-1) ?? '')));
-  const log = new TrainLogger(runDir, opts.print);
+  const log = new TrainLogger(isMain ? runDir : null, isMain ? opts.print : () => {});
   if (cfg.precision !== 'fp32' && backend.name === 'cpu') {
     log.info(`note: precision ${cfg.precision} applies on CUDA; the CPU backend computes in fp32`);
   }
@@ -63,8 +69,13 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
 
   // --- tokenizer and data
   const tokenizer = buildTokenizer(cfg);
-  await ensureData(cfg, log);
-  const data = buildDatasets({ ...cfg, train_iters: trainIters }, { log: (m) => log.record('data', { message: m }) });
+  // Rank 0 preprocesses and caches the index maps first; the others then read them.
+  if (isMain) await ensureData(cfg, log);
+  await dist?.barrier('data');
+  const buildData = () => buildDatasets({ ...cfg, train_iters: trainIters }, { log: (m) => log.record('data', { message: m }) });
+  let data = isMain ? buildData() : null;
+  await dist?.barrier('index-maps');
+  data ??= buildData();
   if (!data.train) throw new TrainingError('the train split is empty: check `split` and the data');
   const micro = cfg.train_micro_batch_size_per_gpu;
   const gas = cfg.gradient_accumulation_steps;
@@ -96,9 +107,12 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
   if (cfg.load && existsSync(join(cfg.load, 'latest'))) {
     iteration = restore(cfg, model, optimizer, backend, log);
   }
+  if (dist) await dist.broadcastParameters(model.parameters());
 
-  const trainBatches = new BatchIterator(data.train, micro, 0, iterOpts);
-  const validBatches = data.valid ? new BatchIterator(data.valid, micro, 0, iterOpts) : null;
+  // A loader step is micro × dp samples; this rank reads its `micro` rows of it.
+  const distOpts = { ...iterOpts, rank, worldSize: dp };
+  const trainBatches = new BatchIterator(data.train, micro * dp, 0, distOpts);
+  const validBatches = data.valid ? new BatchIterator(data.valid, micro * dp, 0, distOpts) : null;
   const toTensors = (b: { tokens: Int32Array; labels: Int32Array; lossMask: Float32Array; rows: number; seqLength: number }) => {
     const shape = [b.rows, b.seqLength];
     return [tensor(b.tokens, shape, 'i32', backend), tensor(b.labels, shape, 'i32', backend), tensor(b.lossMask, shape, 'f32', backend)] as const;
@@ -127,7 +141,8 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
         return loss.item();
       });
     }
-    const loss = lossSum / gas;
+    const loss = dist ? (await dist.allReduceNumbers([lossSum / gas]))[0]! : lossSum / gas;
+    if (dist) await dist.syncGradients(params);
     // fp16: gradients carry the loss scale; an overflow skips the step and lowers the scale.
     const unscale = 1 / (lossScaler?.scale ?? 1);
     const clip = gradNormAndClip(params, cfg.gradient_clipping / unscale);
@@ -164,6 +179,7 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
     if (validBatches && cfg.eval_iters > 0 && (iteration % cfg.eval_interval === 0 || iteration === trainIters)) {
       const evalRound = Math.floor((iteration - 1) / cfg.eval_interval); // a fixed position per evaluation
       validLoss = evaluate(model, validBatches, evalRound * cfg.eval_iters, cfg.eval_iters, toTensors);
+      if (dist) validLoss = (await dist.allReduceNumbers([validLoss]))[0]!;
       log.info(`validation at iteration ${iteration} | loss ${validLoss.toFixed(4)} | perplexity ${Math.exp(validLoss).toFixed(3)}`);
       log.record('valid', { iteration, loss: validLoss, ppl: Math.exp(validLoss) });
     }
@@ -173,19 +189,24 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
       log.record('eval_tasks', { iteration, ...m });
     }
     const every = cfg.checkpoint_factor;
-    if (cfg.save && ((every && iteration % every === 0) || iteration === trainIters)) {
+    if (isMain && cfg.save && ((every && iteration % every === 0) || iteration === trainIters)) {
       save(cfg, loaded, model, optimizer, iteration, log);
     }
   }
   log.clearProgress();
 
-  if (cfg.sample_after_training && iteration === trainIters) {
+  if (dist) {
+    const checksum = await dist.checkParametersInSync(params);
+    log.info(`data parallel: parameters identical on all ${dp} ranks (checksum ${checksum})`);
+  }
+  if (isMain && cfg.sample_after_training && iteration === trainIters) {
     const prompt = tokenizer.encode('\n');
     for (const temperature of [0, 0.8]) {
       const ids = generate(model, prompt, { maxNewTokens: 200, temperature, topK: 0, topP: 0, seed: cfg.seed, contextLength: cfg.seq_length });
       log.info(`sample (${temperature === 0 ? 'greedy' : `temperature ${temperature}`}):\n${tokenizer.decode(ids)}\n`);
     }
   }
+  await dist?.destroy();
   return { iteration, losses, validLoss, runDir, model, tokenizer };
 }
 

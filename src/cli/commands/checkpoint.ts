@@ -1,8 +1,6 @@
 // `neox checkpoint inspect DIR`
 import { inspectCheckpoint } from '../../checkpoint/index.js';
 
-export const summary = 'summarize and verify a checkpoint (`checkpoint inspect DIR`)';
-
 export function run(argv: string[]): number {
   const [sub, dir] = argv;
   if (sub !== 'inspect' || !dir) {

@@ -2,8 +2,6 @@
 import { parseArgs } from 'node:util';
 import { formatConfig, loadConfig } from '../../config/index.js';
 
-export const summary = 'print the merged config and the keys it ignores';
-
 export function run(argv: string[]): number {
   const { values, positionals } = parseArgs({
     args: argv, allowPositionals: true,

@@ -4,8 +4,6 @@ import { parseArgs } from 'node:util';
 import { convertFromHF, convertToHF, ConvertError, type ExportPrecision } from '../../convert/index.js';
 import type { HFArchitecture } from '../../models/gpt_neox/hf_adapter.js';
 
-export const summary = 'Hugging Face interop: `convert to-hf CKPT OUT`, `convert from-hf HFDIR OUT`';
-
 const USAGE = `usage:
   neox convert to-hf CKPT OUT [--architecture auto|neox|llama|mistral] [--precision auto|fp16|bf16|fp32]
                               [--max-shard-size 5GB]

@@ -4,8 +4,6 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { datasetPerplexity, evaluateTasks, formatResults, loadModel } from '../../infer/index.js';
 
-export const summary = 'evaluate a checkpoint: harness tasks from local JSONL files, or dataset perplexity';
-
 const USAGE = `usage: neox eval CKPT --tasks TASK[,TASK...] [options]
        neox eval CKPT --perplexity PREFIX [options]
 

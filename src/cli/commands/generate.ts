@@ -7,8 +7,6 @@ import {
   type GenerationKeys, type TextGenSettings,
 } from '../../infer/index.js';
 
-export const summary = 'generate text from a checkpoint (unconditional | input-file | interactive), KV-cached';
-
 const USAGE = `usage: neox generate CKPT [FILES...] [options]
        neox generate FILES...            (the YAML files set \`load\`)
 

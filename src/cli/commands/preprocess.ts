@@ -1,8 +1,6 @@
 // `neox preprocess ...` (GPT-NeoX's tools/datasets/preprocess_data.py options)
 import { runPreprocessCli } from '../../data/preprocess.js';
 
-export const summary = 'tokenize text/jsonl into Megatron .bin/.idx';
-
 export function run(argv: string[]): Promise<number> {
   return runPreprocessCli(argv);
 }

@@ -2,8 +2,6 @@
 import { parseArgs } from 'node:util';
 import { loadModel, startServer } from '../../infer/index.js';
 
-export const summary = 'serve a checkpoint over HTTP (/v1/completions for lm-evaluation-harness)';
-
 const USAGE = `usage: neox serve CKPT [options]
 
   --host H              interface to bind (default 127.0.0.1; 0.0.0.0 exposes it to the network)

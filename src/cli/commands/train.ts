@@ -1,9 +1,8 @@
 // `neox train FILES... [--device auto|cpu|cuda]`
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../../config/index.js';
+import { readDistEnv } from '../../parallel/index.js';
 import { train } from '../../train/trainer.js';
-
-export const summary = 'train a model from YAML configs (merged in order); resumes when `load` has a checkpoint';
 
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -14,8 +13,9 @@ export async function run(argv: string[]): Promise<number> {
     console.log('usage: neox train FILES... [--device auto|cpu|cuda]\n\nTrains (or resumes, when `load` names a checkpoint folder) the model the merged configs describe.');
     return values.help ? 0 : 2;
   }
-  const loaded = loadConfig(positionals);
-  if (loaded.ignored.length) {
+  const { rank, worldSize } = readDistEnv();
+  const loaded = loadConfig(positionals, { worldSize }); // train_batch_size = micro × accumulation × data-parallel size
+  if (rank === 0 && loaded.ignored.length) {
     console.log(`ignoring ${loaded.ignored.length} key(s) that only steer DeepSpeed or unimplemented features: ${loaded.ignored.map((i) => i.key).join(', ')}`);
   }
   await train(loaded, { device: values.device });
