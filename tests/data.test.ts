@@ -224,9 +224,10 @@ test('charlevel_round_trips_unicode', () => {
 });
 
 test('tokenizer_names_give_clear_errors', () => {
-  for (const t of ['HFTokenizer', 'HFGPT2Tokenizer', 'GPT2BPETokenizer', 'SPMTokenizer', 'TiktokenTokenizer']) {
-    assert.throws(() => buildTokenizer({ tokenizer_type: t, vocab_file: 'v.json' }), new RegExp(`tokenizer_type ${t} is not implemented yet`));
+  for (const t of ['HFTokenizer', 'HFGPT2Tokenizer', 'GPT2BPETokenizer', 'SPMTokenizer']) {
+    assert.throws(() => buildTokenizer({ tokenizer_type: t, vocab_file: 'v.json', merge_file: 'm.txt' }), new RegExp(`${t} vocab_file not found: v\\.json`));
   }
+  assert.throws(() => buildTokenizer({ tokenizer_type: 'TiktokenTokenizer', vocab_file: 'v.json' }), /unknown or unavailable encoding "v.json"/);
   assert.throws(() => buildTokenizer({ tokenizer_type: 'HFTokenzier' }), /unknown tokenizer_type 'HFTokenzier'; did you mean 'HFTokenizer'\?/);
   assert.throws(() => buildTokenizer({ tokenizer_type: 'sentencepiece' }), /valid: GPT2BPETokenizer, SPMTokenizer/);
 });

@@ -1,11 +1,28 @@
 // Tokenizers: the common interface, GPT-NeoX's `tokenizer_type` names, and buildTokenizer().
 //
-// defines: Tokenizer, TokenizerConfig, TOKENIZER_TYPES, CharLevelTokenizer, buildTokenizer
+// defines: Tokenizer, TokenizerConfig, TOKENIZER_TYPES, TokenizerType, buildTokenizer; re-exports
+//          the tokenizer classes from tokenizers/ (one file per family; see tokenizers/index.ts)
 //
-// Implemented: CharLevelTokenizer. HFTokenizer (tokenizer.json), HFGPT2Tokenizer, GPT2BPETokenizer
-// (vocab + merges), SPMTokenizer and TiktokenTokenizer are recognized and refused with a clear
-// message until they land; each will be one class here implementing `Tokenizer`, added to the
-// switch in buildTokenizer(). Names match case-insensitively, as in GPT-NeoX's build_tokenizer.
+// Names match case-insensitively, as in GPT-NeoX's build_tokenizer, and take GPT-NeoX's files:
+//   GPT2BPETokenizer    vocab_file = vocab.json, merge_file = merges.txt
+//   HFTokenizer         vocab_file = tokenizer.json (BPE, byte-level BPE, WordPiece, WordLevel, Unigram)
+//   HFGPT2Tokenizer     vocab_file = a directory with vocab.json + merges.txt or tokenizer.json
+//                       (or a vocab.json, with merge_file)
+//   SPMTokenizer        vocab_file = a SentencePiece .model
+//   TiktokenTokenizer   vocab_file = an encoding name (cl100k_base, o200k_base, ...)
+//   CharLevelTokenizer  no files
+// Token ids agree with the reference libraries (tests/tokenizers.test.ts, fixtures made by
+// tools/make_tokenizer_fixtures.py); each class's header says where eod/pad differ from GPT-NeoX.
+
+import { CharLevelTokenizer } from './tokenizers/char_level.js';
+import { GPT2BPETokenizer, HFGPT2Tokenizer } from './tokenizers/gpt2.js';
+import { HFTokenizer } from './tokenizers/hf.js';
+import { SPMTokenizer } from './tokenizers/sentencepiece.js';
+import { TiktokenTokenizer } from './tokenizers/tiktoken.js';
+
+export {
+  CharLevelTokenizer, GPT2BPETokenizer, HFGPT2Tokenizer, HFTokenizer, SPMTokenizer, TiktokenTokenizer,
+};
 
 export interface Tokenizer {
   readonly name: string;
@@ -30,49 +47,6 @@ export const TOKENIZER_TYPES = [
 ] as const;
 export type TokenizerType = (typeof TOKENIZER_TYPES)[number];
 
-/**
- * Byte-level tokenizer with GPT-NeoX's numbers: vocab_size 512, eod 0, pad 1, and encode = the UTF-8
- * bytes of the text (ids 0..255; ids 256..511 are never produced).
- *
- * Deliberate difference in decode: GPT-NeoX maps each id to `chr(max(32, min(id, 512)))`, which turns
- * multi-byte UTF-8 into mojibake and control bytes (newline, tab) into spaces. We decode the ids as
- * UTF-8 bytes, so decode(encode(x)) === x for any string; ids ≥ 256 decode to U+FFFD, and an invalid
- * byte sequence decodes to U+FFFD as TextDecoder does. eod (0) and pad (1) decode to "\0" and "\x01",
- * the bytes they share their ids with. Token ids, and so training data, are identical to GPT-NeoX's.
- */
-export class CharLevelTokenizer implements Tokenizer {
-  readonly name = 'CharLevelTokenizer';
-  readonly vocabSize = 512;
-  readonly eodId = 0;
-  readonly padId = 1;
-  private static readonly encoder = new TextEncoder();
-  private static readonly decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
-
-  encode(text: string): number[] {
-    return Array.from(CharLevelTokenizer.encoder.encode(text));
-  }
-
-  decode(ids: ArrayLike<number>): string {
-    let out = '';
-    let bytes: number[] = [];
-    const flush = (): void => {
-      if (bytes.length) out += CharLevelTokenizer.decoder.decode(Uint8Array.from(bytes));
-      bytes = [];
-    };
-    for (let i = 0; i < ids.length; i++) {
-      const id = ids[i]!;
-      if (Number.isInteger(id) && id >= 0 && id < 256) {
-        bytes.push(id);
-      } else {
-        flush();
-        out += '\uFFFD';
-      }
-    }
-    flush();
-    return out;
-  }
-}
-
 /** Build the tokenizer named by `cfg.tokenizer_type` (GPT-NeoX names, case-insensitive). */
 export function buildTokenizer(cfg: TokenizerConfig): Tokenizer {
   const requested = cfg.tokenizer_type;
@@ -83,8 +57,16 @@ export function buildTokenizer(cfg: TokenizerConfig): Tokenizer {
   switch (type) {
     case 'CharLevelTokenizer':
       return new CharLevelTokenizer();
-    case 'HFTokenizer': case 'HFGPT2Tokenizer': case 'GPT2BPETokenizer': case 'SPMTokenizer': case 'TiktokenTokenizer':
-      throw new Error(`tokenizer_type ${type} is not implemented yet (implemented: CharLevelTokenizer)`);
+    case 'GPT2BPETokenizer':
+      return new GPT2BPETokenizer(cfg.vocab_file, cfg.merge_file);
+    case 'HFTokenizer':
+      return new HFTokenizer(cfg.vocab_file);
+    case 'HFGPT2Tokenizer':
+      return new HFGPT2Tokenizer(cfg.vocab_file, cfg.merge_file);
+    case 'SPMTokenizer':
+      return new SPMTokenizer(cfg.vocab_file);
+    case 'TiktokenTokenizer':
+      return new TiktokenTokenizer(cfg.vocab_file);
     case undefined: {
       const guess = closest(requested, TOKENIZER_TYPES);
       throw new Error(
