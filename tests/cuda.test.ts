@@ -486,9 +486,9 @@ test('adamw (fused, f32 master, optional bf16/f16 copy) matches torch.optim.Adam
 // ---------------------------------------------------------------------------------------------
 // Coverage, and the kernels ported from the CPU's norm, activation, loss, dropout, shape, rotary
 
-test('every declared kernel has a CUDA implementation except attention (cuDNN, to come)', () => {
+test('every declared kernel has a CUDA implementation', () => {
   const missing = KERNEL_NAMES.filter((k) => !hasKernel(k, 'cuda'));
-  assert.deepEqual(missing, ['attention', 'attentionBackward']);
+  assert.deepEqual(missing, []);
 });
 
 /** Runs `kernel` on both backends (inputs given as [cpu, gpu] pairs or shared non-float tensors). */

@@ -22,6 +22,7 @@ import './kernels/dropout.js';
 import './kernels/rotary.js';
 import './kernels/loss.js';
 import './kernels/optim.js';
+import './kernels/attention.js';
 
 export { CudaBackend } from './backend.js';
 export { doctorReport, findLibraries } from './doctor.js';
