@@ -11,7 +11,7 @@
 import { parseArgs } from 'node:util';
 import { GPTNeoX, resolveModelConfig, type NeoXModelKeys } from '../src/models/gpt_neox/index.js';
 import { AdamW, gradNormAndClip } from '../src/optim/index.js';
-import { backward, noGrad, scope, tensor } from '../src/tensor/index.js';
+import { backward, kernelProfileReport, noGrad, profileKernels, scope, tensor } from '../src/tensor/index.js';
 import { selectBackend } from '../src/train/device.js';
 
 const PEAK_FLOPS = 989e12;
@@ -69,6 +69,8 @@ async function main(): Promise<void> {
     };
     for (let i = 0; i < warmup; i++) step();
     backend.synchronize();
+    const profiling = process.env.NEOX_PROFILE_KERNELS === '1';
+    if (profiling) profileKernels(true); // the timed steps only
     const t0 = performance.now();
     for (let i = 0; i < steps; i++) step();
     backend.synchronize();
@@ -81,6 +83,10 @@ async function main(): Promise<void> {
       tokens_per_sec: Math.round(tokensPerSec), tflops: +(flops / 1e12).toFixed(2), mfu: +(flops / PEAK_FLOPS).toFixed(4),
       peak_mem_gb: +(backend.memoryStats().peak / 2 ** 30).toFixed(2),
     }));
+    if (profiling) {
+      console.error(`kernel profile, ${name} (${steps} steps; device synchronized around each kernel):`);
+      for (const line of kernelProfileReport().slice(0, 40)) console.error(line);
+    }
   }
 }
 

@@ -77,7 +77,7 @@ export async function dpTrain(configFile: string, steps: number, o: { zero?: boo
         samples.push(b.samples);
         const shape = [b.rows, b.seqLength];
         const loss = model.loss(tensor(b.tokens, shape, 'i32', backend), tensor(b.labels, shape, 'i32', backend), tensor(b.lossMask, shape, 'f32', backend));
-        backward(gas === 1 ? loss : ops.scale(loss, 1 / gas));
+        backward(loss, gas === 1 ? undefined : ops.fill([], 1 / gas, loss.dtype, loss.backend));
         return loss.item();
       });
     }

@@ -104,7 +104,20 @@ export function runKernel<K extends KernelName>(kernel: K, inputs: Tensor[], att
   }
   const impl = kernels.get(kernel)?.get(be.name) ?? kernels.get(kernel)?.get('*');
   if (!impl) throw new Error(`kernel '${kernel}' has no implementation on backend '${be.name}'`);
-  const outputs = impl(inputs, attrs, be);
+  let outputs: Tensor[];
+  if (profile) {
+    be.synchronize();
+    const t0 = performance.now();
+    outputs = impl(inputs, attrs, be);
+    be.synchronize();
+    const key = `${kernel} ${inputs.map((t) => t.dtype).join(',')}`;
+    const rec = profile.get(key) ?? { calls: 0, ms: 0 };
+    rec.calls++;
+    rec.ms += performance.now() - t0;
+    profile.set(key, rec);
+  } else {
+    outputs = impl(inputs, attrs, be);
+  }
   for (const o of outputs) track(o);
   if (gradEnabled && inputs.some((t) => t.requiresGrad) && gradients.has(kernel)) {
     const node: TapeNode = { kernel, inputs, outputs, attrs };
@@ -114,6 +127,25 @@ export function runKernel<K extends KernelName>(kernel: K, inputs: Tensor[], att
     }
   }
   return outputs;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernel profiling (NEOX_PROFILE_KERNELS=1): each kernel is synchronized and timed by name and
+// input dtypes. It serializes the device, so it measures where time goes, not throughput.
+
+let profile: Map<string, { calls: number; ms: number }> | null = process.env.NEOX_PROFILE_KERNELS === '1' ? new Map() : null;
+
+/** Turns kernel profiling on (a fresh table) or off. */
+export function profileKernels(on: boolean): void {
+  profile = on ? new Map() : null;
+}
+
+/** The profile so far, slowest first, as printable lines (empty when profiling is off). */
+export function kernelProfileReport(): string[] {
+  if (!profile) return [];
+  const rows = [...profile.entries()].sort((a, b) => b[1].ms - a[1].ms);
+  const total = rows.reduce((n, [, r]) => n + r.ms, 0);
+  return rows.map(([k, r]) => `${(100 * r.ms / total).toFixed(1).padStart(5)}%  ${r.ms.toFixed(1).padStart(9)} ms  ${String(r.calls).padStart(6)} calls  ${k}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -197,11 +229,21 @@ export function view(t: Tensor, shape: readonly number[]): Tensor {
 // ---------------------------------------------------------------------------------------------
 // Backward
 
+export interface BackwardOptions {
+  /** Keep the forward graph's tensors alive (by default each is freed once its last backward use has run). */
+  retainGraph?: boolean;
+}
+
 /**
  * Backpropagates from `root` (a one-element loss unless `seed` is given): accumulates into `.grad`
  * of every leaf tensor that requires gradients, then releases the tape and intermediate gradients.
+ *
+ * As PyTorch frees saved tensors during backward, every tensor the tape produced (other than
+ * `root` and kept tensors) is disposed as soon as the last node that uses it has been
+ * differentiated, so activations and gradients are never all alive at once. Read what you need
+ * from intermediates before calling backward, or `keep()` them, or pass `retainGraph`.
  */
-export function backward(root: Tensor, seed?: Tensor): void {
+export function backward(root: Tensor, seed?: Tensor, opts: BackwardOptions = {}): void {
   if (!root.requiresGrad) throw new Error('backward: the tensor does not depend on any parameter that requires gradients');
   const order: TapeNode[] = [];
   const seen = new Set<TapeNode>();
@@ -243,12 +285,30 @@ export function backward(root: Tensor, seed?: Tensor): void {
   // The caller's seed is wrapped in a view, so freeing the root's gradient never frees the caller's tensor.
   accumulate(root, seed ? view(seed, seed.shape) : runKernel('fill', [], { shape: [...root.shape], dtype: root.dtype, value: 1 }, root.backend)[0]!);
 
+  // How many nodes still need each tensor; at zero, a tape-produced tensor can go.
+  const uses = new Map<Tensor, number>();
+  if (!opts.retainGraph) {
+    for (const node of order) for (const t of [...node.inputs, ...node.outputs]) uses.set(t, (uses.get(t) ?? 0) + 1);
+  }
+  const release = (node: TapeNode): void => {
+    if (opts.retainGraph) return;
+    for (const t of [...node.inputs, ...node.outputs]) {
+      const left = uses.get(t)! - 1;
+      uses.set(t, left);
+      if (left === 0 && t.creator !== null && t !== root && !t.kept) t.dispose();
+    }
+  };
+
   noGrad(() => {
     for (let n = order.length - 1; n >= 0; n--) {
       const node = order[n]!;
       const dys = node.outputs.map((o) => grads.get(o) ?? null);
-      if (dys.every((d) => d === null)) continue;
+      if (dys.every((d) => d === null)) {
+        release(node);
+        continue;
+      }
       const dxs = gradients.get(node.kernel)!(dys, node.inputs, node.outputs, node.attrs);
+      release(node);
       node.inputs.forEach((input, i) => {
         const dx = dxs[i];
         if (dx && input.requiresGrad) accumulate(input, dx);

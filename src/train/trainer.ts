@@ -137,7 +137,8 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
         const [ids, labels, mask] = toTensors(trainBatches.batch(k));
         const loss = model.loss(ids, labels, mask);
         const factor = (lossScaler?.scale ?? 1) / gas;
-        backward(factor === 1 ? loss : ops.scale(loss, factor));
+        // The factor rides in as the seed gradient, so `loss` stays the root (and stays readable).
+        backward(loss, factor === 1 ? undefined : ops.fill([], factor, loss.dtype, backend));
         return loss.item();
       });
     }
