@@ -3,7 +3,7 @@
 // ../shared/bench/torch_reference.py measures PyTorch so the two can be compared line by line.
 //
 //   node dist/bench/train_bench.js [pythia-160m pythia-410m pythia-1.4b | tiny] [--seq N] [--mb N]
-//        [--steps N] [--warmup N] [--device auto|cpu|cuda]
+//        [--steps N] [--warmup N] [--device auto|cpu|cuda] [--precision bf16|fp32]
 //
 // MFU = (6 · non-embedding params + 12 · layers · hidden · seq) · tokens/s / 989e12 (H100/H200
 // dense bf16 peak), REFERENCE.md's formula.
@@ -38,7 +38,7 @@ function pythiaKeys(s: Shape, seq: number): NeoXModelKeys {
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
-    options: { seq: { type: 'string' }, mb: { type: 'string' }, steps: { type: 'string' }, warmup: { type: 'string' }, device: { type: 'string' } },
+    options: { seq: { type: 'string' }, mb: { type: 'string' }, steps: { type: 'string' }, warmup: { type: 'string' }, device: { type: 'string' }, precision: { type: 'string' } },
   });
   const names = positionals.length ? positionals : ['pythia-160m', 'pythia-410m', 'pythia-1.4b'];
   const backend = await selectBackend(values.device ?? 'auto');
@@ -51,6 +51,9 @@ async function main(): Promise<void> {
     const mb = Number(values.mb ?? shape.mb);
     const V = 50304; // Pythia's padded vocabulary
     const model = new GPTNeoX(resolveModelConfig(pythiaKeys(shape, seq), name === 'tiny' ? 512 : V), backend);
+    // As the reference: bf16 autocast over f32 master weights (the CPU computes in f32).
+    const compute = backend.name === 'cpu' ? 'f32' : values.precision === 'fp32' ? 'f32' : 'bf16';
+    model.setComputeDtype(compute);
     const opt = new AdamW([{ params: model.parameters(), weightDecay: 0.01 }], { betas: [0.9, 0.95], eps: 1e-8 });
     const vocab = model.cfg.vocabSize;
     const params = model.parameters();
@@ -78,7 +81,7 @@ async function main(): Promise<void> {
     const tokensPerSec = (steps * mb * seq) / seconds;
     const flops = model.flopsPerToken(seq) * tokensPerSec;
     console.log(JSON.stringify({
-      impl: 'neox-ts', model: name, device: backend.name, seq, micro_batch: mb, steps,
+      impl: 'neox-ts', model: name, device: backend.name, compute, seq, micro_batch: mb, steps,
       params: model.numParameters(), non_embedding_params: model.nonEmbeddingParameters(),
       tokens_per_sec: Math.round(tokensPerSec), tflops: +(flops / 1e12).toFixed(2), mfu: +(flops / PEAK_FLOPS).toFixed(4),
       peak_mem_gb: +(backend.memoryStats().peak / 2 ** 30).toFixed(2),

@@ -172,6 +172,9 @@ export interface NeoXConfig {
   train_data_weights: number[] | null;
   valid_data_weights: number[] | null;
   test_data_weights: number[] | null;
+  train_label_data_paths: string[] | null;
+  valid_label_data_paths: string[] | null;
+  test_label_data_paths: string[] | null;
   weight_by_num_documents: boolean;
   weighted_sampler_alpha: number;
   split: string;
@@ -522,6 +525,9 @@ export const SCHEMA = [
       { defaultDoc: '1.0 each' }),
     k('test_data_weights', listOf(nonNegFloat), null, 'Blending weight per test dataset.',
       { defaultDoc: '1.0 each' }),
+    k('train_label_data_paths', listOf(str), null, 'Label datasets (from preprocess --mask-before-token), one per train_data_paths entry.'),
+    k('valid_label_data_paths', listOf(str), null, 'Label datasets, one per valid_data_paths entry.'),
+    k('test_label_data_paths', listOf(str), null, 'Label datasets, one per test_data_paths entry.'),
     k('weight_by_num_documents', bool, false,
       'Weight datasets by document count^weighted_sampler_alpha (overrides the weights).'),
     k('weighted_sampler_alpha', nonNegFloat, 1.0, 'Exponent for weight_by_num_documents.'),
@@ -690,8 +696,8 @@ export const IGNORED_KEYS: ReadonlyMap<string, IgnoreReason> = new Map([
     moe_expert_interval moe_top_k moe_router_type moe_lbl_in_fp32 moe_jitter_eps dataset_impl
     train_impl dpo_fp32 dpo_reference_free dpo_beta kto_fp32 kto_desirable_weight
     kto_undesirable_weight z_loss kto_beta fp32_reinforce kl_impl kl_div_beta
-    reinforce_leave_one_out train_label_data_paths train_reward_data_paths test_label_data_paths
-    test_reward_data_paths valid_label_data_paths valid_reward_data_paths pos_train_data_paths
+    reinforce_leave_one_out train_reward_data_paths
+    test_reward_data_paths valid_reward_data_paths pos_train_data_paths
     neg_train_data_paths pos_train_label_data_paths neg_train_label_data_paths pos_valid_data_paths
     neg_valid_data_paths pos_valid_label_data_paths neg_valid_label_data_paths pos_test_data_paths
     neg_test_data_paths pos_test_label_data_paths neg_test_label_data_paths precompute_model_name

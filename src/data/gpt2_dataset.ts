@@ -1,7 +1,8 @@
 // GPT-NeoX's GPT2Dataset ("packed"): documents → shuffled fixed-length samples, same order as GPT-NeoX.
 //
 // defines: splitDocuments, numTokens, numEpochs, buildDocIdx, buildSampleIdx, buildShuffleIdx,
-//          indexMapPaths, buildIndexMappings, GPT2Dataset, SampleDataset, readNpy, writeNpy, NpyArray
+//          indexMapPaths, buildIndexMappings, GPT2Dataset, SampleDataset, readNpy, writeNpy, NpyArray,
+//          LABEL_PAD
 //
 // Source: gpt-neox megatron/data/gpt2_dataset.py, helpers.cpp (build_sample_idx), data_utils.py
 // (get_train_valid_test_split_). The three index maps and the RNG call order are GPT-NeoX's:
@@ -14,6 +15,11 @@
 //   shuffle_idx (S,)      uint32 (int64 if S ≥ 2^32-2)  arange(S) shuffled by the same rng, after doc_idx
 // with S = (E·tokens_per_epoch - 1) // seq_length. Like GPT-NeoX, `length` is S - 1 (its __len__ is
 // min(len(shuffle_idx) - 1, len(sample_idx) - 1)), so the last shuffled sample is never served.
+//
+// Label files (masked fine-tuning, `preprocess --mask-before-token`): a second indexed dataset with the
+// same item sizes, read through the same index maps; GPT-NeoX pads label samples with -100 (no loss).
+// Indices past the shuffle index wrap modulo length, GPT-NeoX's IndexError fallback, which blending
+// relies on when a dataset is asked for more samples than it holds (resolveIndex).
 //
 // Index maps are cached beside the data as .npy files with GPT-NeoX's names, so either tool reuses
 // the other's: {prefix}_{name}_indexmap_{N}ns_{L}sl_{seed}s_packedpi_ac_{doc,sample,shuffle}_idx.npy
@@ -28,13 +34,20 @@ import { RandomState } from './mt19937.js';
 /** An integer index array; int64 data is held as exact doubles. */
 export type IndexArray = Int32Array | Uint32Array | Float64Array;
 
-/** Anything that serves samples of seq_length + 1 tokens by index (GPT2Dataset now, blends later). */
+/** Label value of positions without loss (GPT-NeoX's -100, also its label padding). */
+export const LABEL_PAD = -100;
+
+/** Anything that serves samples of seq_length + 1 tokens by index (GPT2Dataset, BlendableDataset). */
 export interface SampleDataset {
   readonly name: string;
   readonly length: number;
   readonly seqLength: number;
+  /** True when samples come with labels from a label file (getLabels). */
+  readonly hasLabels?: boolean;
   /** (seq_length + 1,) token ids of sample i, 0 ≤ i < length. */
   get(i: number): Int32Array;
+  /** (seq_length + 1,) labels of sample i, LABEL_PAD where no loss is taken; when hasLabels. */
+  getLabels?(i: number): Int32Array;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -180,6 +193,8 @@ export interface IndexMappingOptions {
   cache?: boolean;
   /** Fixed epoch count instead of deriving it from numSamples (GPT-NeoX's train_epochs). */
   numEpochs?: number | null;
+  /** GPT-NeoX's allow_chopped (default true): only names the cache files ("_ac") for pack_impl packed. */
+  allowChopped?: boolean;
   log?: (msg: string) => void;
 }
 
@@ -196,7 +211,7 @@ export function buildIndexMappings(
     epochs = numEpochs(tokensPerEpoch, seqLength, numSamples);
   }
   const totalSamples = Math.floor((epochs * tokensPerEpoch - 1) / seqLength);
-  const paths = opts.cache === false ? null : indexMapPaths(dataPrefix, name, numSamples, seqLength, seed);
+  const paths = opts.cache === false ? null : indexMapPaths(dataPrefix, name, numSamples, seqLength, seed, 'packed', opts.allowChopped ?? true);
 
   if (paths && fs.existsSync(paths.docIdx) && fs.existsSync(paths.sampleIdx) && fs.existsSync(paths.shuffleIdx)) {
     log(` > loading index maps ${paths.docIdx.replace(/_doc_idx\.npy$/, '_*')}`);
@@ -253,6 +268,8 @@ function expectShape(file: string, a: NpyArray, shape: number[]): void {
 export interface GPT2DatasetOptions extends IndexMappingOptions {
   /** Prefix for the cached index maps; default: the indexed dataset's prefix (GPT-NeoX's choice). */
   dataPrefix?: string;
+  /** Label file with the same item sizes (`{prefix}_label_document`), or null. */
+  labels?: IndexedDataset | null;
 }
 
 export class GPT2Dataset implements SampleDataset {
@@ -265,8 +282,11 @@ export class GPT2Dataset implements SampleDataset {
   readonly docIdx: Int32Array;       // (E·D,)
   readonly sampleIdx: IndexArray;    // (S+1, 2)
   readonly shuffleIdx: IndexArray;   // (S,)
+  /** GPT-NeoX's __len__: one less than the shuffle index. */
   readonly length: number;
   readonly indexMapPaths: IndexMapPaths | null;
+  readonly labels: IndexedDataset | null;
+  readonly hasLabels: boolean;
 
   /**
    * `documents`: (D,) ids of this split's documents in `indexed`. `numSamples`: samples wanted (the
@@ -282,6 +302,10 @@ export class GPT2Dataset implements SampleDataset {
       if (d < 0 || d >= indexed.length) throw new Error(`${name}: document id ${d} out of range [0, ${indexed.length})`);
     }
     if (!Number.isInteger(seqLength) || seqLength < 2) throw new Error(`${name}: seq_length must be an integer ≥ 2, got ${seqLength}`);
+    const labels = opts.labels ?? null;
+    if (labels) checkLabelsMatch(indexed, labels);
+    this.labels = labels;
+    this.hasLabels = labels !== null;
     this.name = name;
     this.indexed = indexed;
     this.seqLength = seqLength;
@@ -298,35 +322,67 @@ export class GPT2Dataset implements SampleDataset {
     this.length = Math.max(0, Math.min(this.shuffleIdx.length - 1, this.sampleIdx.length / 2 - 1));
   }
 
-  /** (seq_length + 1,) tokens of sample i, in GPT-NeoX's order. */
+  /**
+   * GPT-NeoX's __getitem__ index rule: i itself while the shuffle index has it (so index `length`,
+   * the last shuffled sample, is served too), else i % length (its IndexError fallback).
+   */
+  resolveIndex(i: number): number {
+    if (!Number.isInteger(i) || i < 0) throw new RangeError(`${this.name}: sample ${i} is not a non-negative integer`);
+    if (i < this.shuffleIdx.length) return i;
+    if (this.length === 0) throw new RangeError(`${this.name}: no samples`);
+    return i % this.length;
+  }
+
+  /** (seq_length + 1,) tokens of sample i (0 ≤ i ≤ length), in GPT-NeoX's order. */
   get(i: number): Int32Array {
-    if (!Number.isInteger(i) || i < 0 || i >= this.length) {
+    return this.gather(this.indexed, i, 0);
+  }
+
+  /** (seq_length + 1,) labels of sample i from the label file, LABEL_PAD-padded as GPT-NeoX. */
+  getLabels(i: number): Int32Array {
+    if (!this.labels) throw new Error(`${this.name}: no label file`);
+    return this.gather(this.labels, i, LABEL_PAD);
+  }
+
+  private gather(source: IndexedDataset, i: number, pad: number): Int32Array {
+    if (!Number.isInteger(i) || i < 0 || i >= this.shuffleIdx.length) {
       throw new RangeError(`${this.name}: sample ${i} out of range [0, ${this.length})`);
     }
-    const out = new Int32Array(this.seqLength + 1); // zero-padded like GPT-NeoX if ever short
+    const out = new Int32Array(this.seqLength + 1); // padded like GPT-NeoX if ever short
     const k = this.shuffleIdx[i]!;
     const docF = this.sampleIdx[2 * k]!;
     const offF = this.sampleIdx[2 * k + 1]!;
     const docL = this.sampleIdx[2 * k + 2]!;
     const offL = this.sampleIdx[2 * k + 3]!;
+    let at: number;
     if (docF === docL) {
-      this.readClipped(this.docIdx[docF]!, offF, offL - offF + 1, out, 0);
-      return out;
+      at = readClipped(source, this.docIdx[docF]!, offF, offL - offF + 1, out, 0);
+    } else {
+      at = readClipped(source, this.docIdx[docF]!, offF, source.sizes[this.docIdx[docF]!]! - offF, out, 0);
+      for (let d = docF + 1; d < docL; d++) {
+        const doc = this.docIdx[d]!;
+        at = readClipped(source, doc, 0, source.sizes[doc]!, out, at);
+      }
+      at = readClipped(source, this.docIdx[docL]!, 0, offL + 1, out, at);
     }
-    let at = this.readClipped(this.docIdx[docF]!, offF, this.indexed.sizes[this.docIdx[docF]!]! - offF, out, 0);
-    for (let d = docF + 1; d < docL; d++) {
-      const doc = this.docIdx[d]!;
-      at = this.readClipped(doc, 0, this.indexed.sizes[doc]!, out, at);
-    }
-    this.readClipped(this.docIdx[docL]!, 0, offL + 1, out, at);
+    if (pad !== 0) out.fill(pad, at);
     return out;
   }
+}
 
-  /** Read into out[at..], truncating at seq_length + 1 as GPT-NeoX does; returns the new position. */
-  private readClipped(doc: number, offset: number, length: number, out: Int32Array, at: number): number {
-    const n = Math.min(length, out.length - at);
-    if (n > 0) this.indexed.read(doc, offset, n, out, at);
-    return at + Math.max(0, n);
+/** Read into out[at..], truncating at seq_length + 1 as GPT-NeoX does; returns the new position. */
+function readClipped(source: IndexedDataset, doc: number, offset: number, length: number, out: Int32Array, at: number): number {
+  const n = Math.min(length, out.length - at);
+  if (n > 0) source.read(doc, offset, n, out, at);
+  return at + Math.max(0, n);
+}
+
+/** A label file must have the text file's items, token for token. */
+function checkLabelsMatch(text: IndexedDataset, labels: IndexedDataset): void {
+  const bad = (why: string): Error => new Error(`label file ${labels.prefix} does not match ${text.prefix}: ${why}`);
+  if (labels.length !== text.length) throw bad(`${labels.length} items vs ${text.length}`);
+  for (let i = 0; i < text.length; i++) {
+    if (labels.sizes[i] !== text.sizes[i]) throw bad(`item ${i} has ${labels.sizes[i]} labels for ${text.sizes[i]} tokens`);
   }
 }
 

@@ -5,15 +5,19 @@
 //                       IndexedDataset (validating reader, reads tokens through a descriptor),
 //                       bestTokenDtype (u16 below a 65500 vocabulary, else i32)
 //   tokenizer.ts        Tokenizer interface, buildTokenizer(config) for GPT-NeoX tokenizer_type
-//                       names; CharLevelTokenizer now, HF/GPT-2 BPE/SentencePiece/tiktoken later
-//   preprocess.ts       `neox preprocess`: .jsonl/.txt (globs, directories) → {prefix}_{key}_document
-//                       .bin/.idx; parsePreprocessArgs, runPreprocessCli; DocumentEncoder is the
-//                       worker-pool seam; .zst/.parquet inputs slot into readDocuments
+//                       names; tokenizers/ holds HF tokenizer.json, GPT-2 BPE, SentencePiece,
+//                       tiktoken and CharLevel
+//   preprocess.ts       `neox preprocess`: .jsonl(.zst/.gz)/.parquet/text (globs, directories) →
+//                       {prefix}_{key}_document .bin/.idx, worker threads (preprocess_worker.ts),
+//                       --mask-before-token label files
 //   mt19937.ts          numpy's legacy RandomState (MT19937 seeding, random_interval, shuffle)
 //   gpt2_dataset.ts     GPT2Dataset: doc/sample/shuffle index maps as GPT-NeoX builds them, cached
 //                       as .npy under GPT-NeoX's names; splitDocuments ("969,30,1"); .npy reader/writer
-//   loader.ts           buildDatasets(config) → train/valid/test; BatchIterator: batch k → tokens,
-//                       labels, loss mask for one data-parallel rank (blending slots in here)
+//   blendable.ts        weighted blending of several datasets, exactly GPT-NeoX's order
+//   loader.ts           buildDatasets(config) → train/valid/test (split or blended paths, epochs,
+//                       label files); BatchIterator: batch k → tokens, labels, loss mask for one rank
+//   inspect.ts, merge.ts  `neox data inspect | count | merge`
+//   prepare_data.ts     `neox prepare-data NAME`: GPT-NeoX's corpora, resumable download, preprocess
 
 export {
   bestTokenDtype, DTYPE_CODES, encodeIndexHeader, IndexedDataset, IndexedDatasetBuilder, indexPaths,
@@ -37,3 +41,13 @@ export {
   BatchIterator, buildDatasets, numSamplesPerSplit,
   type Batch, type BatchIteratorOptions, type BuildDatasetsOptions, type DataConfig, type Datasets,
 } from './loader.js';
+export {
+  BlendableDataset, buildBlendingIndex, normalizeWeights, numpySum, weightsByNumDocs, type BlendingIndex,
+} from './blendable.js';
+export { labelPrefixFor } from './loader.js';
+export { LABEL_PAD } from './gpt2_dataset.js';
+export { inputFormat, maskBeforeToken, parseMaskTokens, readDocuments, workerPoolEncoder, type InputFormat } from './preprocess.js';
+export { countTokens, formatSummary, inspectDataset } from './inspect.js';
+export { mergeDatasets, mergeInputs } from './merge.js';
+export { CORPORA, downloadFile, extractArchive, NoNetworkError, prepareData } from './prepare_data.js';
+export * from './tokenizers/index.js';

@@ -64,18 +64,18 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
     log.info(`note: precision ${cfg.precision} applies on CUDA; the CPU backend computes in fp32`);
   }
   for (const t of cfg.eval_tasks ?? []) resolveTaskSpec(t); // fail early on a missing task file
-  const trainIters = cfg.train_iters;
-  if (!trainIters) throw new TrainingError('train_iters must be set (train_epochs alone is not supported yet)');
+  if (!cfg.train_iters && !cfg.train_epochs) throw new TrainingError('set train_iters (or train_epochs)');
 
   // --- tokenizer and data
   const tokenizer = buildTokenizer(cfg);
   // Rank 0 preprocesses and caches the index maps first; the others then read them.
   if (isMain) await ensureData(cfg, log);
   await dist?.barrier('data');
-  const buildData = () => buildDatasets({ ...cfg, train_iters: trainIters }, { log: (m) => log.record('data', { message: m }) });
+  const buildData = () => buildDatasets(cfg, { log: (m) => log.record('data', { message: m }) });
   let data = isMain ? buildData() : null;
   await dist?.barrier('index-maps');
   data ??= buildData();
+  const trainIters = data.trainIters; // train_iters, or what train_epochs amounts to
   if (!data.train) throw new TrainingError('the train split is empty: check `split` and the data');
   const micro = cfg.train_micro_batch_size_per_gpu;
   const gas = cfg.gradient_accumulation_steps;
@@ -256,7 +256,15 @@ function evaluate(model: GPTNeoX, batches: BatchIterator, start: number, iters: 
 
 /** Preprocesses `preprocess_inputs` into data_path when its .bin/.idx are missing (the quickstart's first run). */
 async function ensureData(cfg: NeoXConfig, log: TrainLogger): Promise<void> {
-  if (!cfg.data_path) throw new TrainingError('data_path is not set (train_data_paths blending is not supported yet)');
+  if (!cfg.data_path) {
+    const paths = [...(cfg.train_data_paths ?? []), ...(cfg.valid_data_paths ?? []), ...(cfg.test_data_paths ?? [])];
+    if (paths.length === 0) throw new TrainingError('set data_path, or train_data_paths (with valid_data_paths / test_data_paths)');
+    for (const p of paths) {
+      const { binPath, idxPath } = indexPaths(p);
+      if (!existsSync(binPath) || !existsSync(idxPath)) throw new TrainingError(`${p}: ${binPath} / ${idxPath} not found; run \`neox preprocess\` first`);
+    }
+    return;
+  }
   const { binPath, idxPath } = indexPaths(cfg.data_path);
   if (existsSync(binPath) && existsSync(idxPath)) return;
   if (!cfg.preprocess_inputs?.length) {
