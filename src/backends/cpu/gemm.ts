@@ -1,8 +1,15 @@
 // The CPU matrix multiply core, C[M, N] (+)= op(A) · op(B), row-major, over a range of C's rows.
 //
-// Shared by the main thread and the worker pool (workers.ts), so it imports nothing. Two inner
-// forms keep the innermost loop contiguous: "axpy" (B not transposed: C row += a · B row, four C
-// rows at a time) and "dot" (B transposed: four dot products against one A row at a time).
+// Shared by the main thread and the worker pool (pool_worker.ts), so it imports nothing but the
+// WASM kernel (wasm/, itself engine-free).
+//   gemmRows     the entry point: f32 problems go to the WebAssembly SIMD kernel
+//                (wasm/gemm_wasm.ts) when the engine has it, everything else to gemmRowsJs
+//   gemmRowsJs   the JS reference (and the f64 path). Two inner forms keep the innermost loop
+//                contiguous: "axpy" (B not transposed: C row += a · B row, four C rows at a time)
+//                and "dot" (B transposed: four dot products against one A row at a time)
+// NEOX_CPU_WASM=0 turns the WASM path off.
+
+import { gemmRowsF32Wasm, wasmSimdAvailable } from './wasm/gemm_wasm.js';
 
 export type Floats = Float32Array | Float64Array;
 
@@ -16,7 +23,24 @@ export interface GemmArgs {
   accumulate: boolean;
 }
 
+/** Below this many multiply-adds (over the row range) the JS path beats the WASM call's fixed cost. */
+const WASM_MIN_MACS = 256;
+
+let useWasm: boolean | null = null;
+
+/** C rows rowStart..rowEnd of C (+)= op(A) · op(B). */
 export function gemmRows(g: GemmArgs, rowStart: number, rowEnd: number): void {
+  useWasm ??= process.env.NEOX_CPU_WASM !== '0' && wasmSimdAvailable();
+  if (useWasm && g.C instanceof Float32Array && g.A instanceof Float32Array && g.B instanceof Float32Array
+    && (rowEnd - rowStart) * g.N * g.K >= WASM_MIN_MACS) {
+    gemmRowsF32Wasm(g, rowStart, rowEnd);
+  } else {
+    gemmRowsJs(g, rowStart, rowEnd);
+  }
+}
+
+/** The JS reference: any float types, f64 accumulation in the dot form. */
+export function gemmRowsJs(g: GemmArgs, rowStart: number, rowEnd: number): void {
   if (g.transB) gemmDot(g, rowStart, rowEnd);
   else gemmAxpy(g, rowStart, rowEnd);
 }

@@ -56,11 +56,18 @@ function slopesFor(H: number, alibi: boolean): Float64Array | null {
   return alibi ? alibiSlopes(H).map(Math.fround) : null;
 }
 
-// Scratch tiles, reused across calls (kernels run one at a time) and shared with the GEMM workers.
-const tiles: Float64Array[] = [];
-function tile(slot: number, n: number): Float64Array {
-  let t = tiles[slot];
-  if (!t || t.length < n) tiles[slot] = t = new Float64Array(new SharedArrayBuffer(Math.max(1, n) * 8));
+// Scratch tiles in the inputs' dtype (so f32 attention runs on the f32 SIMD GEMM), reused across
+// calls (kernels run one at a time) and shared with the GEMM workers.
+type Floats = Float32Array | Float64Array;
+const tiles = { f32: [] as Float32Array[], f64: [] as Float64Array[] };
+function tile(slot: number, n: number, like: Floats): Floats {
+  if (like instanceof Float32Array) {
+    let t = tiles.f32[slot];
+    if (!t || t.length < n) tiles.f32[slot] = t = new Float32Array(new SharedArrayBuffer(Math.max(1, n) * 4));
+    return t;
+  }
+  let t = tiles.f64[slot];
+  if (!t || t.length < n) tiles.f64[slot] = t = new Float64Array(new SharedArrayBuffer(Math.max(1, n) * 8));
   return t;
 }
 
@@ -68,7 +75,7 @@ function tile(slot: number, n: number): Float64Array {
  * Turns one row of raw scores Sc[base … base + N) (keys lo … lo + N − 1) into softmax probabilities for
  * the query at position p seeing keys [a, e); returns the row's log-sum-exp (−∞ when it sees none).
  */
-function softmaxRow(Sc: Float64Array, base: number, lo: number, N: number, a: number, e: number, p: number, scale: number, slope: number): number {
+function softmaxRow(Sc: Floats, base: number, lo: number, N: number, a: number, e: number, p: number, scale: number, slope: number): number {
   if (e <= a) {
     Sc.fill(0, base, base + N);
     return -Infinity;
@@ -94,7 +101,7 @@ function softmaxRow(Sc: Float64Array, base: number, lo: number, N: number, a: nu
 }
 
 /** Recomputes one row of probabilities from raw scores and the stored log-sum-exp (backward). */
-function probsRow(Sc: Float64Array, base: number, lo: number, N: number, a: number, e: number, p: number, scale: number, slope: number, lse: number): void {
+function probsRow(Sc: Floats, base: number, lo: number, N: number, a: number, e: number, p: number, scale: number, slope: number, lse: number): void {
   if (e <= a || lse === -Infinity) {
     Sc.fill(0, base, base + N);
     return;
@@ -115,8 +122,8 @@ registerKernel('attention', 'cpu', ([q, k, v], { scale, causal, window, alibi },
   const O = f(o, 'attention'); // (B, H, T, D)
   const L = f(lse, 'attention'); // (B, H, T)
   const slopes = slopesFor(H, alibi);
-  const Sc = tile(0, QB * S); // (QB, ≤ S) scores, then probabilities
-  const Oc = tile(1, QB * D); // (QB, D) output rows in f64
+  const Sc = tile(0, QB * S, Q); // (QB, ≤ S) scores, then probabilities
+  const Oc = tile(1, QB * D, Q); // (QB, D) output rows
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
       const kOff = (b * Hkv + Math.floor(h / group)) * S * D;
@@ -165,11 +172,11 @@ registerKernel('attentionBackward', 'cpu', ([q, k, v, o, lse, dO], { scale, caus
   const DK = f(dk, 'attentionBackward');
   const DV = f(dv, 'attentionBackward');
   const slopes = slopesFor(H, alibi);
-  const P = tile(0, QB * S); // (QB, ≤ S) probabilities
-  const dS = tile(2, QB * S); // (QB, ≤ S) dP, then dS (scale folded in)
-  const dQc = tile(1, QB * D); // (QB, D)
-  const dKc = tile(3, S * D); // (S, D) f64 accumulators over the group's query heads
-  const dVc = tile(4, S * D); // (S, D)
+  const P = tile(0, QB * S, Q); // (QB, ≤ S) probabilities
+  const dS = tile(2, QB * S, Q); // (QB, ≤ S) dP, then dS (scale folded in)
+  const dQc = tile(1, QB * D, Q); // (QB, D)
+  const dKc = tile(3, S * D, Q); // (S, D) accumulators over the group's query heads
+  const dVc = tile(4, S * D, Q); // (S, D)
   for (let b = 0; b < B; b++) {
     for (let kvh = 0; kvh < Hkv; kvh++) {
       const kOff = (b * Hkv + kvh) * S * D;

@@ -49,10 +49,11 @@ registerKernel('linear', 'cpu', ([x, w, bias], _attrs, be) => {
   const rows = x!.numel / K;
   const y = out([...x!.shape.slice(0, -1), N], x!.dtype, be);
   const Y = f(y, 'linear');
-  gemm({ A: f(x!, 'linear'), aOff: 0, B: f(w!, 'linear'), bOff: 0, C: Y, cOff: 0, M: rows, N, K, transA: false, transB: true, accumulate: false });
   if (bias) {
+    // Start every row at the bias and let the GEMM accumulate onto it (one pass over Y, not two).
     const Bv = f(bias, 'linear');
-    for (let r = 0; r < rows; r++) for (let n = 0; n < N; n++) Y[r * N + n] += Bv[n]!;
+    for (let r = 0; r < rows; r++) Y.set(Bv, r * N);
   }
+  gemm({ A: f(x!, 'linear'), aOff: 0, B: f(w!, 'linear'), bOff: 0, C: Y, cOff: 0, M: rows, N, K, transA: false, transB: true, accumulate: bias !== undefined });
   return [y];
 });
