@@ -201,10 +201,13 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
     log.info(`data parallel: parameters identical on all ${dp} ranks (checksum ${checksum})`);
   }
   if (isMain && cfg.sample_after_training && iteration === trainIters) {
-    const prompt = tokenizer.encode('\n');
+    // Prompted with the start of a held-out sample, so the text continues something real.
+    const heldOut = (data.valid ?? data.train).get(0);
+    const prompt = Array.from(heldOut.subarray(0, Math.min(48, heldOut.length - 1)));
+    log.info(`prompt (from the ${data.valid ? 'validation' : 'training'} data):\n${tokenizer.decode(prompt)}\n`);
     for (const temperature of [0, 0.8]) {
-      const ids = generate(model, prompt, { maxNewTokens: 200, temperature, topK: 0, topP: 0, seed: cfg.seed, contextLength: cfg.seq_length });
-      log.info(`sample (${temperature === 0 ? 'greedy' : `temperature ${temperature}`}):\n${tokenizer.decode(ids)}\n`);
+      const ids = generate(model, prompt, { maxNewTokens: 160, temperature, topK: 0, topP: 0, seed: cfg.seed, contextLength: cfg.seq_length });
+      log.info(`sample (${temperature === 0 ? 'greedy' : `temperature ${temperature}`}):\n${tokenizer.decode(prompt)}${tokenizer.decode(ids)}\n`);
     }
   }
   await dist?.destroy();
