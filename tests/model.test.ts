@@ -115,3 +115,29 @@ test('gated MLP width follows GPT-NeoX: Llama-2-7B sizes give 11008', () => {
   assert.equal(c.ffnSize, 11008);
   assert.equal(resolveModelConfig(keys({ hidden_size: 64 }), 10).ffnSize, 256);
 });
+
+test('activation checkpointing gives the same loss and gradients (with dropout, 1 and 2 layers per group)', () => {
+  const V = 11, B = 2, T = 6;
+  const { ids, labels } = batch(B, T, V, 4);
+  const mask = new Float64Array(B * T).fill(1);
+  const run = (every: number) => {
+    const model = new GPTNeoX(resolveModelConfig(keys({ num_layers: 3, hidden_dropout: 0.2, init_method_std: 0.3 }), V), cpu(), 'f64');
+    model.setActivationCheckpointing(every);
+    const loss = scope(() => {
+      model.setDropoutSeed(9);
+      const l = model.loss(tensor(ids, [B, T], 'i32'), tensor(labels, [B, T], 'i32'), tensor(mask, [B, T], 'f64'));
+      backward(l);
+      return l.item();
+    });
+    return { loss, grads: model.namedParameters().map(([n, p]) => [n, Array.from(p.grad!.toArray())] as const) };
+  };
+  const plain = run(0);
+  for (const every of [1, 2]) {
+    const ckpt = run(every);
+    assert.equal(ckpt.loss, plain.loss);
+    ckpt.grads.forEach(([n, g], i) => {
+      const ref = plain.grads[i]![1];
+      g.forEach((v, j) => assert.ok(Math.abs(v - ref[j]!) <= 1e-12 * (1 + Math.abs(ref[j]!)), `${n}[${j}] (every ${every}): ${v} vs ${ref[j]}`));
+    });
+  }
+});

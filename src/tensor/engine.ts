@@ -227,6 +227,45 @@ export function view(t: Tensor, shape: readonly number[]): Tensor {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Activation checkpointing
+
+/**
+ * `fn(inputs)` without keeping its intermediates: the forward runs unrecorded (its temporaries
+ * are freed at once), and backward re-runs it with recording to get the gradients of `inputs`
+ * and of every parameter `fn` uses. `fn` must compute the same thing both times (dropout must
+ * reuse its random stream; the model restores its dropout offset for that).
+ */
+export function checkpoint(fn: (inputs: Tensor[]) => Tensor, inputs: Tensor[]): Tensor {
+  if (!gradEnabled || !inputs.some((t) => t.requiresGrad)) return fn(inputs);
+  return runKernel('checkpoint', inputs, { fn })[0]!;
+}
+
+registerKernel('checkpoint', '*', (inputs, { fn }) => [noGrad(() => scope(() => fn(inputs)))]);
+
+registerGradient('checkpoint', ([dy], inputs, _outputs, { fn }) => {
+  if (!dy) return inputs.map(() => null);
+  // Fresh leaves over the same memory stand in for the inputs, so the recomputed graph ends at them.
+  const leaves = inputs.map((t) => {
+    const v = view(t, t.shape);
+    v.requiresGrad = t.requiresGrad;
+    return v;
+  });
+  const prev = gradEnabled;
+  gradEnabled = true;
+  try {
+    scope(() => backward(fn(leaves), dy)); // dy is wrapped in a view there, so it stays the caller's
+  } finally {
+    gradEnabled = prev;
+  }
+  return leaves.map((l) => {
+    const g = l.grad;
+    l.grad = null;
+    if (g) g.kept = false; // handed to the outer backward, which frees it when consumed
+    return g;
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
 // Backward
 
 export interface BackwardOptions {

@@ -4,6 +4,7 @@
 // C channels, V vocabulary, R rows.
 
 import type { DType } from './dtype.js';
+import type { Tensor } from './tensor.js';
 
 export type ActivationKind = 'gelu' | 'gelu_tanh' | 'relu' | 'silu';
 
@@ -105,6 +106,10 @@ export interface KernelAttrs {
   /** logits, labels, lse, dloss [N] → dlogits [N, V]. */
   crossEntropyBackward: Record<string, never>;
 
+  // --- activation checkpointing (backend-independent; see engine.ts `checkpoint`)
+  /** inputs → fn(inputs), run without recording; the gradient re-runs fn with recording. */
+  checkpoint: { fn: (inputs: Tensor[]) => Tensor };
+
   // --- optimizer
   /** In place on (param f32, grad f32, m f32, v f32[, paramLowp bf16/f16]): AdamW step; no outputs. */
   adamw: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; gradScale: number };
@@ -117,7 +122,7 @@ export const KERNEL_NAMES = [
   'matmul', 'linear', 'permute', 'split', 'concat', 'reshape', 'embedding', 'embeddingBackward',
   'layerNorm', 'layerNormBackward', 'rmsNorm', 'rmsNormBackward', 'scaleNorm', 'scaleNormBackward',
   'activation', 'activationBackward', 'gatedActivation', 'gatedActivationBackward', 'softmax', 'softmaxBackward',
-  'dropout', 'rotary', 'attention', 'attentionBackward', 'crossEntropy', 'crossEntropyBackward', 'adamw',
+  'dropout', 'rotary', 'attention', 'attentionBackward', 'crossEntropy', 'crossEntropyBackward', 'checkpoint', 'adamw',
 ] as const satisfies readonly KernelName[];
 
 // A compile-time check that KERNEL_NAMES lists every declared kernel.

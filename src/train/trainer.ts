@@ -87,6 +87,7 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
   // Mixed precision on CUDA: f32 master weights, gradients and AdamW states; bf16/f16 compute.
   const computeDtype = backend.name === 'cpu' ? 'f32' : cfg.precision === 'bfloat16' ? 'bf16' : cfg.precision === 'fp16' ? 'f16' : 'f32';
   model.setComputeDtype(computeDtype);
+  if (cfg.checkpoint_activations) model.setActivationCheckpointing(cfg.checkpoint_num_layers);
   const lossScaler = computeDtype === 'f16' ? new LossScaler(cfg.fp16) : null;
   const { decay, noDecay } = model.weightDecayGroups();
   const opt = cfg.optimizer.params;

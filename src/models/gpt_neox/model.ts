@@ -14,7 +14,7 @@ import { Module, parameter } from '../../nn/module.js';
 import * as ops from '../../ops/index.js';
 import type { Backend } from '../../tensor/backend.js';
 import type { DType } from '../../tensor/dtype.js';
-import { tensor } from '../../tensor/engine.js';
+import { checkpoint, tensor } from '../../tensor/engine.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import type { GPTNeoXConfig } from './config.js';
 
@@ -149,6 +149,7 @@ export class GPTNeoX extends Module {
   readonly embed_out: Tensor | null; // (V, C); null when tied to embed_in
   private readonly drop = new DropoutStream();
   private sinusoid: Tensor | null = null;
+  private checkpointEvery = 0;
   /** The dtype every layer computes in (parameters stay in `dtype`); see setComputeDtype. */
   readonly precision: ComputePrecision;
 
@@ -183,6 +184,11 @@ export class GPTNeoX extends Module {
     this.sinusoid = null;
   }
 
+  /** Activation checkpointing every `layers` layers (0 turns it off): GPT-NeoX's checkpoint_activations / checkpoint_num_layers. */
+  setActivationCheckpointing(layers: number): void {
+    this.checkpointEvery = layers;
+  }
+
   /** Seeds this step's dropout masks (a function of the run seed and the micro-step). */
   setDropoutSeed(seed: number): void {
     this.drop.seed = seed;
@@ -208,7 +214,20 @@ export class GPTNeoX extends Module {
       x = ops.add(x, offset === 0 ? this.sinusoidal(T) : this.sinusoidalAt(offset, T)); // (T, C)
     }
     x = this.drop.apply(x, this.cfg.hiddenDropout, this.training);
-    for (const [i, layer] of this.layers.entries()) x = layer.forward(x, cache ? { cache, layer: i, offset } : undefined);
+    const every = this.checkpointEvery;
+    if (every > 0 && this.training && !cache) {
+      // Activation checkpointing: keep only each group's input; backward recomputes the group.
+      for (let i = 0; i < this.layers.length; i += every) {
+        const group = this.layers.slice(i, i + every);
+        const dropoutOffset = this.drop.offset; // the recompute must draw the same dropout masks
+        x = checkpoint(([h]) => {
+          this.drop.offset = dropoutOffset;
+          return group.reduce((y, layer) => layer.forward(y), h!);
+        }, [x]);
+      }
+    } else {
+      for (const [i, layer] of this.layers.entries()) x = layer.forward(x, cache ? { cache, layer: i, offset } : undefined);
+    }
     x = this.final_layer_norm.forward(x);
     return ops.linear(x, atCompute(this.embed_out ?? this.embed_in.weight, this.precision)); // (B, T, V)
   }
