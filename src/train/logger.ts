@@ -1,19 +1,35 @@
 // Training logs: a console line every log_interval (with a live progress line on a terminal),
 // and every metric appended as one JSON object per line to {run dir}/metrics.jsonl.
+// Optionally (opts.tensorboardDir) every numeric metric also becomes a TensorBoard scalar tagged
+// `{kind}/{key}` (train/loss, valid/loss, speed/tokens_per_sec, ...) at step = metrics.iteration
+// (the last iteration seen when a record has none); close() flushes and closes the event file.
 
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
+import { EventFileWriter } from './tensorboard.js';
+
 export interface Metrics {
   [key: string]: number | string;
+}
+
+export interface TrainLoggerOptions {
+  /** Write TensorBoard event files here (null/undefined: off). */
+  tensorboardDir?: string | null;
 }
 
 export class TrainLogger {
   private readonly jsonl: string | null;
   private readonly tty: boolean;
   private progressShown = false;
+  private tb: EventFileWriter | null = null;
+  private lastStep = 0;
 
-  constructor(runDir: string | null, private readonly print: (line: string) => void = (l) => console.log(l)) {
+  constructor(
+    runDir: string | null,
+    private readonly print: (line: string) => void = (l) => console.log(l),
+    opts: TrainLoggerOptions = {},
+  ) {
     if (runDir) {
       mkdirSync(runDir, { recursive: true });
       this.jsonl = join(runDir, 'metrics.jsonl');
@@ -21,11 +37,33 @@ export class TrainLogger {
       this.jsonl = null;
     }
     this.tty = process.stdout.isTTY === true && print === console.log;
+    if (opts.tensorboardDir) this.tb = new EventFileWriter(opts.tensorboardDir);
+  }
+
+  /** The TensorBoard event file being written, or null. */
+  get tensorboardPath(): string | null {
+    return this.tb?.path ?? null;
   }
 
   /** Records metrics (JSONL) without printing. */
   record(kind: string, metrics: Metrics): void {
     if (this.jsonl) appendFileSync(this.jsonl, JSON.stringify({ kind, time: new Date().toISOString(), ...metrics }) + '\n');
+    if (this.tb) {
+      const it = metrics.iteration;
+      if (typeof it === 'number' && Number.isFinite(it)) this.lastStep = it;
+      const wallTime = Date.now() / 1000;
+      for (const [key, value] of Object.entries(metrics)) {
+        if (key === 'iteration' || typeof value !== 'number') continue;
+        this.tb.addScalar(`${kind}/${key}`, value, this.lastStep, wallTime);
+      }
+    }
+  }
+
+  /** Flushes and closes the TensorBoard event file (if any); safe to call more than once. */
+  close(): void {
+    this.clearProgress();
+    this.tb?.close();
+    this.tb = null;
   }
 
   info(line: string): void {

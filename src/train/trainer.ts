@@ -18,7 +18,7 @@ import { GPTNeoX, resolveModelConfig } from '../models/gpt_neox/index.js';
 import * as ops from '../ops/index.js';
 import { AdamW, gradNormAndClip, learningRate, type ScheduleOptions } from '../optim/index.js';
 import type { Backend } from '../tensor/backend.js';
-import { backward, noGrad, scope, tensor } from '../tensor/engine.js';
+import { backward, noGrad, scope, tensor, zeros } from '../tensor/engine.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { selectBackend } from './device.js';
 import { initDistributed } from '../parallel/index.js';
@@ -130,20 +130,23 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
   while (iteration < stopAt) {
     const lr = learningRate(iteration, schedule);
     model.train();
-    let lossSum = 0;
+    // Micro-batch losses add up on the device: one value reaches the host per iteration.
+    const lossSum = zeros([], 'f32', backend);
     for (let m = 0; m < gas; m++) {
       const k = iteration * gas + m; // loader step
       model.setDropoutSeed(cfg.seed + k * 2 ** 32);
-      lossSum += scope(() => {
+      scope(() => {
         const [ids, labels, mask] = toTensors(trainBatches.batch(k));
         const loss = model.loss(ids, labels, mask);
         const factor = (lossScaler?.scale ?? 1) / gas;
         // The factor rides in as the seed gradient, so `loss` stays the root (and stays readable).
         backward(loss, factor === 1 ? undefined : ops.fill([], factor, loss.dtype, backend));
-        return loss.item();
+        ops.addInPlace(lossSum, ops.cast(loss, 'f32'));
       });
     }
-    const loss = dist ? (await dist.allReduceNumbers([lossSum / gas]))[0]! : lossSum / gas;
+    const localLoss = lossSum.item() / gas;
+    lossSum.dispose();
+    const loss = dist ? (await dist.allReduceNumbers([localLoss]))[0]! : localLoss;
     if (dist) await dist.syncGradients(params);
     // fp16: gradients carry the loss scale; an overflow skips the step and lowers the scale.
     const unscale = 1 / (lossScaler?.scale ?? 1);
