@@ -59,7 +59,7 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
   const dp = dist?.worldSize ?? 1;
   const isMain = rank === 0;
   const runDir = cfg.log_dir ?? cfg.save ?? join('runs', basename(loaded.sources.at(-1) ?? 'run', extname(loaded.sources.at(-1) ?? '')));
-  const log = new TrainLogger(isMain ? runDir : null, isMain ? opts.print : () => {});
+  const log = new TrainLogger(isMain ? runDir : null, isMain ? opts.print : () => {}, { tensorboardDir: isMain ? cfg.tensorboard_dir : null });
   if (cfg.precision !== 'fp32' && backend.name === 'cpu') {
     log.info(`note: precision ${cfg.precision} applies on CUDA; the CPU backend computes in fp32`);
   }
@@ -198,7 +198,7 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
       save(cfg, loaded, model, optimizer, iteration, log);
     }
   }
-  log.clearProgress();
+  log.close(); // clears the progress line, closes the TensorBoard file
 
   if (dist) {
     const checksum = await dist.checkParametersInSync(params);
