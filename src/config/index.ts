@@ -21,5 +21,5 @@ export {
 } from './schema.js';
 export type {
   Activation, AttentionType, BF16Config, Device, FP16Config, InitMethod, KeySpec, NeoXConfig, Norm,
-  OptimizerConfig, PosEmb, Precision, TokenizerType, ZeroConfig,
+  OptimizerConfig, PosEmb, Precision, TokenizerType, ZeroConfig, CurriculumConfig,
 } from './schema.js';

@@ -86,6 +86,21 @@ export interface BF16Config {
   enabled: boolean;
 }
 
+export interface CurriculumConfig {
+  enabled: boolean;
+  curriculum_type: 'seqlen';
+  min_difficulty: number | null;
+  max_difficulty: number | null;
+  schedule_type: 'fixed_linear' | 'fixed_root' | 'fixed_discrete';
+  schedule_config: {
+    total_curriculum_step: number | null;
+    difficulty_step: number;
+    root_degree: number;
+    difficulty: number[] | null;
+    max_step: number[] | null;
+  };
+}
+
 export interface ZeroConfig {
   stage: number;
   allgather_partitions: boolean;
@@ -158,6 +173,7 @@ export interface NeoXConfig {
   train_batch_size: number;
   seed: number;
   eod_mask_loss: boolean;
+  curriculum_learning: CurriculumConfig;
   checkpoint_activations: boolean;
   checkpoint_num_layers: number;
   eval_interval: number;
@@ -412,6 +428,23 @@ const ZERO = block([
   'stage3_use_all_reduce_for_fetch_params',
 ].map((key) => [key, DS_ZERO_ONLY])));
 
+const CURRICULUM_SCHEDULE = block([
+  f('total_curriculum_step', posInt, null, 'fixed_linear / fixed_root: steps until max_difficulty.'),
+  f('difficulty_step', posInt, 8, 'Sequence lengths are multiples of this (8 suits tensor cores).'),
+  f('root_degree', posInt, 2, 'fixed_root: difficulty grows as (step / total)^(1 / root_degree).'),
+  f('difficulty', listOf(posInt), null, 'fixed_discrete: the sequence lengths, in order.'),
+  f('max_step', listOf(posInt), null, 'fixed_discrete: the last step of each difficulty but the last.'),
+]);
+
+const CURRICULUM = block([
+  f('enabled', bool, false, 'Train on shorter sequences first (DeepSpeed\'s sequence-length curriculum).'),
+  f('curriculum_type', oneOf(['seqlen']), 'seqlen', 'What grows: the sequence length.'),
+  f('min_difficulty', posInt, null, 'Starting sequence length.'),
+  f('max_difficulty', posInt, null, 'Final sequence length (at most seq_length).'),
+  f('schedule_type', oneOf(['fixed_linear', 'fixed_root', 'fixed_discrete']), 'fixed_linear', 'How the length grows.'),
+  f('schedule_config', CURRICULUM_SCHEDULE, null, 'The schedule\'s parameters.'),
+]);
+
 // ---------------------------------------------------------------------------------------------
 // The table
 
@@ -504,6 +537,7 @@ export const SCHEMA = [
       { defaultDoc: 'micro batch × grad. accum. × dp' }),
     k('seed', nonNegInt, 1234, 'Random seed.'),
     k('eod_mask_loss', bool, false, 'Do not compute loss on end-of-document tokens.'),
+    k('curriculum_learning', CURRICULUM, null, 'Sequence-length curriculum: each batch is cut to the scheduled length.'),
     k('checkpoint_activations', bool, false, 'Recompute activations in the backward pass to save memory.'),
     k('checkpoint_num_layers', posInt, 1, 'Layers per activation-checkpointing chunk.'),
     k('eval_interval', posInt, 1000, 'Run validation every this many iterations.'),
@@ -658,7 +692,7 @@ function reasons(reason: IgnoreReason, keys: string): [string, IgnoreReason][] {
 export const IGNORED_KEYS: ReadonlyMap<string, IgnoreReason> = new Map([
   ...reasons('deepspeed', `
     deepspeed fp32_allreduce prescale_gradients gradient_predivide_factor sparse_gradients amp
-    scheduler curriculum_learning curriculum_seqlen steps_per_print wall_clock_breakdown dump_state
+    scheduler curriculum_seqlen steps_per_print wall_clock_breakdown dump_state
     flops_profiler communication_data_type autotuning autotuning_run activation_checkpointing
     data_efficiency tensorboard wandb csv_monitor elasticity comms_logger compression_training
     checkpoint data_types deepspeed_extra_args sparse_attention force_multi no_ssh_check comment

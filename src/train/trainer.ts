@@ -24,6 +24,7 @@ import { selectBackend } from './device.js';
 import { initDistributed } from '../parallel/index.js';
 import { TrainLogger, humanCount } from './logger.js';
 import { generate } from './sample.js';
+import { curriculumSeqLength, validateCurriculum } from './curriculum.js';
 import { runEvalTasks } from '../infer/eval.js';
 import { resolveTaskSpec } from '../infer/tasks.js';
 
@@ -114,21 +115,32 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
   const distOpts = { ...iterOpts, rank, worldSize: dp };
   const trainBatches = new BatchIterator(data.train, micro * dp, 0, distOpts);
   const validBatches = data.valid ? new BatchIterator(data.valid, micro * dp, 0, distOpts) : null;
-  const toTensors = (b: { tokens: Int32Array; labels: Int32Array; lossMask: Float32Array; rows: number; seqLength: number }) => {
-    const shape = [b.rows, b.seqLength];
-    return [tensor(b.tokens, shape, 'i32', backend), tensor(b.labels, shape, 'i32', backend), tensor(b.lossMask, shape, 'f32', backend)] as const;
+  const toTensors = (b: { tokens: Int32Array; labels: Int32Array; lossMask: Float32Array; rows: number; seqLength: number }, length = b.seqLength) => {
+    // A curriculum cuts every row to its first `length` positions.
+    const cut = <A extends Int32Array | Float32Array>(a: A): A => {
+      if (length === b.seqLength) return a;
+      const out = new (a.constructor as new (n: number) => A)(b.rows * length);
+      for (let r = 0; r < b.rows; r++) out.set(a.subarray(r * b.seqLength, r * b.seqLength + length), r * length);
+      return out;
+    };
+    const shape = [b.rows, length];
+    return [tensor(cut(b.tokens), shape, 'i32', backend), tensor(cut(b.labels), shape, 'i32', backend), tensor(cut(b.lossMask), shape, 'f32', backend)] as const;
   };
+  const curriculum = cfg.curriculum_learning?.enabled ? cfg.curriculum_learning : null;
+  if (curriculum) validateCurriculum(curriculum, cfg.seq_length);
 
   const params = model.parameters();
   const losses: number[] = [];
   let validLoss: number | null = null;
   let windowStart = performance.now();
   let windowSteps = 0;
+  let windowTokens = 0;
   const stopAt = opts.stopAfter !== undefined ? Math.min(trainIters, iteration + opts.stopAfter) : trainIters;
 
   // --- the loop
   while (iteration < stopAt) {
     const lr = learningRate(iteration, schedule);
+    const seqLength = curriculum ? curriculumSeqLength(curriculum, iteration + 1) : cfg.seq_length;
     model.train();
     // Micro-batch losses add up on the device: one value reaches the host per iteration.
     const lossSum = zeros([], 'f32', backend);
@@ -136,7 +148,7 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
       const k = iteration * gas + m; // loader step
       model.setDropoutSeed(cfg.seed + k * 2 ** 32);
       scope(() => {
-        const [ids, labels, mask] = toTensors(trainBatches.batch(k));
+        const [ids, labels, mask] = toTensors(trainBatches.batch(k), seqLength);
         const loss = model.loss(ids, labels, mask);
         const factor = (lossScaler?.scale ?? 1) / gas;
         // The factor rides in as the seed gradient, so `loss` stays the root (and stays readable).
@@ -168,18 +180,20 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
     iteration++;
     losses.push(loss);
     windowSteps++;
-    log.record('train', { iteration, loss, lr, grad_norm: norm });
+    windowTokens += cfg.train_batch_size * seqLength;
+    log.record('train', { iteration, loss, lr, grad_norm: norm, ...(curriculum ? { seq_length: seqLength } : {}) });
     log.progress(iteration, trainIters, `loss ${loss.toFixed(4)}`);
 
     if (iteration % cfg.log_interval === 0 || iteration === stopAt) {
       const seconds = (performance.now() - windowStart) / 1000;
-      const tokensPerSec = (windowSteps * cfg.train_batch_size * cfg.seq_length) / seconds;
+      const tokensPerSec = windowTokens / seconds;
       const mem = backend.memoryStats();
       log.info(`iteration ${String(iteration).padStart(String(trainIters).length)}/${trainIters} | loss ${loss.toFixed(4)} | lr ${lr.toExponential(3)} | ` +
         `grad norm ${norm.toFixed(3)} | ${humanCount(tokensPerSec)} tok/s | ${humanCount(tokensPerSec * flopsPerToken)}FLOP/s | ${(1000 * seconds / windowSteps).toFixed(0)} ms/step`);
       log.record('speed', { iteration, tokens_per_sec: tokensPerSec, flops_per_sec: tokensPerSec * flopsPerToken, step_ms: (1000 * seconds) / windowSteps, mem_peak_bytes: mem.peak });
       windowStart = performance.now();
       windowSteps = 0;
+      windowTokens = 0;
     }
     if (validBatches && cfg.eval_iters > 0 && (iteration % cfg.eval_interval === 0 || iteration === trainIters)) {
       const evalRound = Math.floor((iteration - 1) / cfg.eval_interval); // a fixed position per evaluation
