@@ -86,3 +86,25 @@ test('neox launch --nproc-per-node 2 trains data-parallel on CPU with parameters
   assert.match(out, /data parallel: parameters identical on all 2 ranks/);
   assert.ok(existsSync(join(save, 'global_step6', 'manifest.json')));
 });
+
+test('ZeRO-1 on 2 CPU ranks: parameters stay identical, the checkpoint holds whole moments, and 1 rank resumes from it', async () => {
+  const { execFile } = await import('node:child_process');
+  const a = setup({ save: 'SAVE', checkpoint_factor: 3, train_micro_batch_size_per_gpu: 1, zero_optimization: { stage: 1 } });
+  const save = join(a.dir, 'ckpt');
+  writeFileSync(a.file, readFileSync(a.file, 'utf8').replace('"SAVE"', JSON.stringify(save)));
+  const out = await new Promise<string>((resolve, reject) => {
+    execFile(process.execPath, ['bin/neox.js', 'launch', '--nproc-per-node', '2', 'train', a.file], { timeout: 120_000 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${err.message}\n${stdout}\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
+  assert.match(out, /ZeRO-1: .* of optimizer state on this rank \(1\/2 of/);
+  assert.match(out, /data parallel: parameters identical on all 2 ranks/);
+  const { loadCheckpoint } = await import('../src/checkpoint/index.js');
+  const ckpt = loadCheckpoint(save);
+  for (const [name, t] of ckpt.model) assert.deepEqual(ckpt.optimizer!.get(`${name}.exp_avg`)!.shape, t.shape);
+  // One process (ZeRO off) resumes from the 2-rank checkpoint: global batch 2 × 2 = 1 × 4 micro-batches.
+  const resumed = await train(loadConfig([a.file], { overrides: { load: save, save: join(a.dir, 'ckpt1'), train_iters: 8, gradient_accumulation_steps: 4, zero_optimization: { stage: 0 } } }), quiet);
+  assert.equal(resumed.iteration, 8);
+  assert.equal(resumed.losses.length, 2);
+});

@@ -22,6 +22,7 @@ import { backward, noGrad, scope, tensor, zeros } from '../tensor/engine.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { selectBackend } from './device.js';
 import { initDistributed } from '../parallel/index.js';
+import { type FullStateEntry, ZeroOptimizer } from '../parallel/zero.js';
 import { TrainLogger, humanCount } from './logger.js';
 import { generate } from './sample.js';
 import { curriculumSeqLength, validateCurriculum } from './curriculum.js';
@@ -92,10 +93,15 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
   const lossScaler = computeDtype === 'f16' ? new LossScaler(cfg.fp16) : null;
   const { decay, noDecay } = model.weightDecayGroups();
   const opt = cfg.optimizer.params;
-  const optimizer = new AdamW(
-    [{ params: decay, weightDecay: cfg.weight_decay }, { params: noDecay, weightDecay: 0 }],
-    { betas: [opt.betas?.[0] ?? 0.9, opt.betas?.[1] ?? 0.999], eps: opt.eps ?? 1e-8 },
-  );
+  const groups = [{ params: decay, weightDecay: cfg.weight_decay }, { params: noDecay, weightDecay: 0 }];
+  const adamOpts = { betas: [opt.betas?.[0] ?? 0.9, opt.betas?.[1] ?? 0.999] as [number, number], eps: opt.eps ?? 1e-8 };
+  // ZeRO-1 shards AdamW's moments across the data-parallel ranks; without it every rank holds them all.
+  const zeroStage = cfg.zero_optimization?.stage ?? 0;
+  if (zeroStage > 1) throw new TrainingError(`zero_optimization.stage ${zeroStage} is not implemented yet; use 0 or 1 (optimizer-state sharding)`);
+  if (zeroStage === 1 && lossScaler) throw new TrainingError('zero_optimization.stage 1 with fp16 loss scaling is not implemented yet; use bf16');
+  const zero = dist && zeroStage === 1 ? new ZeroOptimizer(dist.group, groups, adamOpts) : null;
+  const optimizer = zero ?? new AdamW(groups, adamOpts);
+  if (zero) log.info(`ZeRO-1: ${humanCount(zero.stateBytes())}B of optimizer state on this rank (1/${dp} of ${humanCount(8 * model.numParameters())}B)`);
   const decayIters = cfg.lr_decay_iters ?? trainIters;
   const schedule: ScheduleOptions = {
     lr: cfg.lr, minLr: cfg.min_lr, warmupIters: Math.floor(cfg.warmup * decayIters), decayIters, style: cfg.lr_decay_style,
@@ -159,23 +165,26 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
     const localLoss = lossSum.item() / gas;
     lossSum.dispose();
     const loss = dist ? (await dist.allReduceNumbers([localLoss]))[0]! : localLoss;
-    if (dist) await dist.syncGradients(params);
-    // fp16: gradients carry the loss scale; an overflow skips the step and lowers the scale.
-    const unscale = 1 / (lossScaler?.scale ?? 1);
-    const clip = gradNormAndClip(params, cfg.gradient_clipping / unscale);
-    const norm = clip.norm * unscale;
-    if (lossScaler && !lossScaler.update(Number.isFinite(norm))) {
-      optimizer.zeroGrad();
-      log.info(`iteration ${iteration + 1}: gradient overflow, step skipped; loss scale now ${lossScaler.scale}`);
-      iteration++;
-      continue;
+    let norm: number;
+    if (optimizer instanceof ZeroOptimizer) {
+      if (!Number.isFinite(loss)) throw nonFinite(loss, iteration, cfg, optimizer);
+      // Reduce-scatter the gradients, clip by the global norm, update this rank's shard, all-gather the parameters.
+      norm = (await optimizer.update(lr, cfg.gradient_clipping)).norm;
+    } else {
+      if (dist) await dist.syncGradients(params);
+      // fp16: gradients carry the loss scale; an overflow skips the step and lowers the scale.
+      const unscale = 1 / (lossScaler?.scale ?? 1);
+      const clip = gradNormAndClip(params, cfg.gradient_clipping / unscale);
+      norm = clip.norm * unscale;
+      if (lossScaler && !lossScaler.update(Number.isFinite(norm))) {
+        optimizer.zeroGrad();
+        log.info(`iteration ${iteration + 1}: gradient overflow, step skipped; loss scale now ${lossScaler.scale}`);
+        iteration++;
+        continue;
+      }
+      if (!Number.isFinite(loss)) throw nonFinite(loss, iteration, cfg, optimizer);
+      noGrad(() => optimizer.update(lr, clip.scale * unscale));
     }
-    if (!Number.isFinite(loss)) {
-      optimizer.zeroGrad();
-      throw new TrainingError(`loss is ${loss} at iteration ${iteration + 1}; stopping. ` +
-        `${cfg.save ? `The last good checkpoint in ${cfg.save} is untouched. ` : ''}Try a lower learning rate or gradient_clipping.`);
-    }
-    noGrad(() => optimizer.update(lr, clip.scale * unscale));
     optimizer.zeroGrad();
     iteration++;
     losses.push(loss);
@@ -208,8 +217,10 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
       log.record('eval_tasks', { iteration, ...m });
     }
     const every = cfg.checkpoint_factor;
-    if (isMain && cfg.save && ((every && iteration % every === 0) || iteration === trainIters)) {
-      save(cfg, loaded, model, optimizer, iteration, log);
+    if (cfg.save && ((every && iteration % every === 0) || iteration === trainIters)) {
+      // ZeRO's moments are gathered from every rank (a collective); rank 0 writes.
+      const gathered = optimizer instanceof ZeroOptimizer && !cfg.no_save_optim ? await optimizer.fullState(new Map(model.namedParameters().map(([n, p]) => [p, n]))) : null;
+      if (isMain) save(cfg, model, optimizer, gathered, iteration, log);
     }
   }
   log.close(); // clears the progress line, closes the TensorBoard file
@@ -302,12 +313,21 @@ async function ensureData(cfg: NeoXConfig, log: TrainLogger): Promise<void> {
   log.info(`  ${stats.documents} documents, ${humanCount(stats.tokens)} tokens`);
 }
 
-function save(cfg: NeoXConfig, loaded: LoadedConfig, model: GPTNeoX, optimizer: AdamW, iteration: number, log: TrainLogger): void {
+/** The error for a non-finite loss (the gradients are dropped; nothing is saved). */
+function nonFinite(loss: number, iteration: number, cfg: NeoXConfig, optimizer: AdamW | ZeroOptimizer): TrainingError {
+  optimizer.zeroGrad();
+  return new TrainingError(`loss is ${loss} at iteration ${iteration + 1}; stopping. ` +
+    `${cfg.save ? `The last good checkpoint in ${cfg.save} is untouched. ` : ''}Try a lower learning rate or gradient_clipping.`);
+}
+
+function save(cfg: NeoXConfig, model: GPTNeoX, optimizer: AdamW | ZeroOptimizer, gathered: FullStateEntry[] | null, iteration: number, log: TrainLogger): void {
   const named = model.namedParameters();
   const names = new Map(named.map(([n, p]) => [p, n] as const));
   const asHost = (t: Tensor): HostTensor => hostTensor(t.dtype, t.shape, t.toArray());
   const modelTensors = named.map(([n, p]) => [n, asHost(p)] as const);
-  const optimTensors = cfg.no_save_optim ? undefined : optimizer.stateTensors(names).map(([n, t]) => [n, asHost(t)] as const);
+  const optimTensors = cfg.no_save_optim ? undefined
+    : gathered ? gathered.map((e) => [e.name, hostTensor('f32', e.shape, e.data)] as const)
+      : (optimizer as AdamW).stateTensors(names).map(([n, t]) => [n, asHost(t)] as const);
   const result = saveCheckpoint(cfg.save!, iteration, {
     model: modelTensors,
     optimizer: optimTensors,
@@ -315,11 +335,10 @@ function save(cfg: NeoXConfig, loaded: LoadedConfig, model: GPTNeoX, optimizer: 
     config: cfg as unknown as object,
   }, { keepLastN: cfg.keep_last_n_checkpoints ?? undefined });
   log.info(`saved checkpoint ${result.dir}`);
-  void loaded;
 }
 
 /** Loads weights (and, unless finetuning, optimizer state and the iteration). Returns the iteration to continue from. */
-function restore(cfg: NeoXConfig, model: GPTNeoX, optimizer: AdamW, backend: Backend, log: TrainLogger): number {
+function restore(cfg: NeoXConfig, model: GPTNeoX, optimizer: AdamW | ZeroOptimizer, backend: Backend, log: TrainLogger): number {
   const weightsOnly = cfg.finetune || cfg.no_load_optim;
   const ckpt = loadCheckpoint(cfg.load!, { weightsOnly });
   const named = model.namedParameters();
@@ -342,9 +361,14 @@ function restore(cfg: NeoXConfig, model: GPTNeoX, optimizer: AdamW, backend: Bac
     return 0;
   }
   const state = ckpt.state as { iteration: number; optimizer_step: number };
-  if (!weightsOnly && ckpt.optimizer) {
+  if (!weightsOnly && ckpt.optimizer && optimizer instanceof ZeroOptimizer) {
+    // Whole moments (saved at any world size) → this rank's shard.
+    const moments = ckpt.optimizer;
+    const lookup = (name: string) => { const t = moments.get(name); return t ? (hostArrayOf(t).data as Float32Array) : undefined; };
+    optimizer.loadFullState(lookup, new Map(named.map(([n, p]) => [p, n])), state.optimizer_step);
+  } else if (!weightsOnly && ckpt.optimizer) {
     for (const [n, p] of named) {
-      const s = optimizer.moments(p);
+      const s = (optimizer as AdamW).moments(p);
       copyInto(s.m, ckpt.optimizer.get(`${n}.exp_avg`), `${n}.exp_avg`);
       copyInto(s.v, ckpt.optimizer.get(`${n}.exp_avg_sq`), `${n}.exp_avg_sq`);
     }
