@@ -23,6 +23,7 @@ import './kernels/rotary.js';
 import './kernels/loss.js';
 import './kernels/optim.js';
 import './kernels/attention.js';
+import './nccl_group.js'; // registers the 'nccl' process-group backend
 
 export { CudaBackend } from './backend.js';
 export { doctorReport, findLibraries } from './doctor.js';
