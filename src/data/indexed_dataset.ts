@@ -369,7 +369,8 @@ function readInt64s(fd: number, pos: number, n: number, file: string, what: stri
   return out;
 }
 
-function int64Bytes(values: Float64Array): Uint8Array {
+/** Little-endian int64 bytes of integer values held in a Float64Array (exact below 2^53). */
+export function int64Bytes(values: Float64Array): Uint8Array {
   const words = new Uint32Array(2 * values.length); // (n, 2) lo, hi
   for (let i = 0; i < values.length; i++) {
     const v = values[i]!;

@@ -10,10 +10,9 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { encodeIndexHeader, IndexedDataset, indexPaths, type TokenDType } from './indexed_dataset.js';
+import { encodeIndexHeader, IndexedDataset, indexPaths, int64Bytes, type TokenDType } from './indexed_dataset.js';
 
 const ITEM_BYTES: Readonly<Record<TokenDType, number>> = { u8: 1, i8: 1, i16: 2, i32: 4, i64: 8, f32: 4, f64: 8, u16: 2 };
-const TWO_32 = 4294967296;
 
 /** Inputs (prefixes, .bin/.idx paths, or directories) → dataset prefixes in merge order. */
 export function mergeInputs(inputs: string[]): string[] {
@@ -133,17 +132,6 @@ function copyBytes(from: string, toFd: number): void {
   } finally {
     fs.closeSync(src);
   }
-}
-
-function int64Bytes(values: Float64Array): Uint8Array {
-  const words = new Uint32Array(2 * values.length); // (n, 2) lo, hi
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i]!;
-    const hi = Math.floor(v / TWO_32);
-    words[2 * i] = v - hi * TWO_32;
-    words[2 * i + 1] = hi >>> 0;
-  }
-  return new Uint8Array(words.buffer);
 }
 
 function writeAll(fd: number, data: Uint8Array): void {
