@@ -10,18 +10,23 @@
 //             → O = P·V (GEMM into f64, then stored)
 //   backward  (FlashAttention-2) P = exp(scale·Q·Kᵀ + bias − lse), dP = dO·Vᵀ, D_i = Σ dO∘O,
 //             dS = scale · P ∘ (dP − D_i); dQ = dS·K, dK += dSᵀ·Q, dV += Pᵀ·dO
-// dK and dV accumulate in f64 over the query heads of a kv group before they are stored.
+// dK and dV accumulate over the query heads of a kv group (in that order) before they are stored.
+// The loops live in ../tasks.ts: the worker pool (parallelFor) splits the forward pass over
+// (batch, head) pairs and the backward pass over (batch, kv head) pairs, each thread with its own
+// scratch tiles, so the outputs do not depend on the thread count.
 // Rows that see no key (S < T under causality) give o = 0, lse = −∞ and zero gradients.
 // lse is stored in the inputs' dtype (f32, or f64 for gradient checks).
 
 import { registerKernel } from '../../../tensor/engine.js';
 import type { Tensor } from '../../../tensor/tensor.js';
 import { alibiSlopes } from '../../../ops/attention.js';
-import { gemm } from '../pool.js';
+import { parallelFor, releaseShareable, shareable } from '../pool.js';
 import { f, out } from './util.js';
 
-/** Query rows per block: small enough to skip most masked keys, large enough to amortise a GEMM call. */
-const QB = 32;
+/** (batch, head) pairs per thread below which attention is not split: about 2¹⁸ multiply-adds each. */
+function grain(T: number, S: number, D: number): number {
+  return Math.max(1, Math.ceil((1 << 18) / Math.max(1, T * S * D)));
+}
 
 interface Dims {
   B: number; H: number; Hkv: number; T: number; S: number; D: number;
@@ -41,75 +46,9 @@ function dims(q: Tensor, k: Tensor, v: Tensor, kernel: string): Dims {
   return { B, H, Hkv, T, S, D, group: H / Hkv, shift: S - T };
 }
 
-/** First key visible from absolute position p. */
-function firstKey(p: number, window: number): number {
-  return window > 0 ? Math.max(0, p - window + 1) : 0;
-}
-
-/** One past the last key visible from absolute position p. */
-function endKey(p: number, S: number, causal: boolean): number {
-  return causal ? Math.max(0, Math.min(S, p + 1)) : S;
-}
-
 /** ALiBi slopes as the kernel applies them (GPT-NeoX holds them in an f32 buffer), or null. */
 function slopesFor(H: number, alibi: boolean): Float64Array | null {
   return alibi ? alibiSlopes(H).map(Math.fround) : null;
-}
-
-// Scratch tiles in the inputs' dtype (so f32 attention runs on the f32 SIMD GEMM), reused across
-// calls (kernels run one at a time) and shared with the GEMM workers.
-type Floats = Float32Array | Float64Array;
-const tiles = { f32: [] as Float32Array[], f64: [] as Float64Array[] };
-function tile(slot: number, n: number, like: Floats): Floats {
-  if (like instanceof Float32Array) {
-    let t = tiles.f32[slot];
-    if (!t || t.length < n) tiles.f32[slot] = t = new Float32Array(new SharedArrayBuffer(Math.max(1, n) * 4));
-    return t;
-  }
-  let t = tiles.f64[slot];
-  if (!t || t.length < n) tiles.f64[slot] = t = new Float64Array(new SharedArrayBuffer(Math.max(1, n) * 8));
-  return t;
-}
-
-/**
- * Turns one row of raw scores Sc[base … base + N) (keys lo … lo + N − 1) into softmax probabilities for
- * the query at position p seeing keys [a, e); returns the row's log-sum-exp (−∞ when it sees none).
- */
-function softmaxRow(Sc: Floats, base: number, lo: number, N: number, a: number, e: number, p: number, scale: number, slope: number): number {
-  if (e <= a) {
-    Sc.fill(0, base, base + N);
-    return -Infinity;
-  }
-  const off = base - lo;
-  let m = -Infinity;
-  for (let j = a; j < e; j++) {
-    const s = scale * Sc[off + j]! - slope * Math.abs(p - j);
-    Sc[off + j] = s;
-    if (s > m) m = s;
-  }
-  let l = 0;
-  for (let j = a; j < e; j++) {
-    const x = Math.exp(Sc[off + j]! - m);
-    Sc[off + j] = x;
-    l += x;
-  }
-  const inv = 1 / l;
-  for (let j = a; j < e; j++) Sc[off + j] *= inv;
-  Sc.fill(0, base, off + a);
-  Sc.fill(0, off + e, base + N);
-  return m + Math.log(l);
-}
-
-/** Recomputes one row of probabilities from raw scores and the stored log-sum-exp (backward). */
-function probsRow(Sc: Floats, base: number, lo: number, N: number, a: number, e: number, p: number, scale: number, slope: number, lse: number): void {
-  if (e <= a || lse === -Infinity) {
-    Sc.fill(0, base, base + N);
-    return;
-  }
-  const off = base - lo;
-  for (let j = a; j < e; j++) Sc[off + j] = Math.exp(scale * Sc[off + j]! - slope * Math.abs(p - j) - lse);
-  Sc.fill(0, base, off + a);
-  Sc.fill(0, off + e, base + N);
 }
 
 registerKernel('attention', 'cpu', ([q, k, v], { scale, causal, window, alibi }, be) => {
@@ -121,36 +60,13 @@ registerKernel('attention', 'cpu', ([q, k, v], { scale, causal, window, alibi },
   const lse = out([B, H, T], q!.dtype, be);
   const O = f(o, 'attention'); // (B, H, T, D)
   const L = f(lse, 'attention'); // (B, H, T)
+  const Ls = shareable(L);
   const slopes = slopesFor(H, alibi);
-  const Sc = tile(0, QB * S, Q); // (QB, ≤ S) scores, then probabilities
-  const Oc = tile(1, QB * D, Q); // (QB, D) output rows
-  for (let b = 0; b < B; b++) {
-    for (let h = 0; h < H; h++) {
-      const kOff = (b * Hkv + Math.floor(h / group)) * S * D;
-      const row0 = (b * H + h) * T;
-      const slope = slopes ? slopes[h]! : 0;
-      for (let t0 = 0; t0 < T; t0 += QB) {
-        const t1 = Math.min(T, t0 + QB);
-        const rows = t1 - t0;
-        const lo = firstKey(shift + t0, window);
-        const N = endKey(shift + t1 - 1, S, causal) - lo;
-        if (N <= 0) {
-          O.fill(0, (row0 + t0) * D, (row0 + t1) * D);
-          L.fill(-Infinity, row0 + t0, row0 + t1);
-          continue;
-        }
-        // (rows, D) · (N, D)ᵀ → (rows, N)
-        gemm({ A: Q, aOff: (row0 + t0) * D, B: K, bOff: kOff + lo * D, C: Sc, cOff: 0, M: rows, N, K: D, transA: false, transB: true, accumulate: false });
-        for (let r = 0; r < rows; r++) {
-          const p = shift + t0 + r;
-          L[row0 + t0 + r] = softmaxRow(Sc, r * N, lo, N, firstKey(p, window), endKey(p, S, causal), p, scale, slope);
-        }
-        // (rows, N) · (N, D) → (rows, D)
-        gemm({ A: Sc, aOff: 0, B: V, bOff: kOff + lo * D, C: Oc, cOff: 0, M: rows, N: D, K: N, transA: false, transB: false, accumulate: false });
-        O.set(Oc.subarray(0, rows * D), (row0 + t0) * D);
-      }
-    }
-  }
+  parallelFor('attention', {
+    Q, K, V, O, L: Ls, slopes: slopes && shareable(slopes), H, Hkv, T, S, D, group, shift, scale, causal, window,
+  }, B * H, grain(T, S, D));
+  if (Ls !== L) L.set(Ls);
+  releaseShareable();
   return [o, lse];
 });
 
@@ -172,55 +88,9 @@ registerKernel('attentionBackward', 'cpu', ([q, k, v, o, lse, dO], { scale, caus
   const DK = f(dk, 'attentionBackward');
   const DV = f(dv, 'attentionBackward');
   const slopes = slopesFor(H, alibi);
-  const P = tile(0, QB * S, Q); // (QB, ≤ S) probabilities
-  const dS = tile(2, QB * S, Q); // (QB, ≤ S) dP, then dS (scale folded in)
-  const dQc = tile(1, QB * D, Q); // (QB, D)
-  const dKc = tile(3, S * D, Q); // (S, D) accumulators over the group's query heads
-  const dVc = tile(4, S * D, Q); // (S, D)
-  for (let b = 0; b < B; b++) {
-    for (let kvh = 0; kvh < Hkv; kvh++) {
-      const kOff = (b * Hkv + kvh) * S * D;
-      dKc.fill(0, 0, S * D);
-      dVc.fill(0, 0, S * D);
-      for (let h = kvh * group; h < (kvh + 1) * group; h++) {
-        const row0 = (b * H + h) * T;
-        const slope = slopes ? slopes[h]! : 0;
-        for (let t0 = 0; t0 < T; t0 += QB) {
-          const t1 = Math.min(T, t0 + QB);
-          const rows = t1 - t0;
-          const qOff = (row0 + t0) * D;
-          const lo = firstKey(shift + t0, window);
-          const N = endKey(shift + t1 - 1, S, causal) - lo;
-          if (N <= 0) {
-            DQ.fill(0, qOff, qOff + rows * D);
-            continue;
-          }
-          // P: (rows, D) · (N, D)ᵀ → (rows, N), then exp(scores − lse)
-          gemm({ A: Q, aOff: qOff, B: K, bOff: kOff + lo * D, C: P, cOff: 0, M: rows, N, K: D, transA: false, transB: true, accumulate: false });
-          for (let r = 0; r < rows; r++) {
-            const p = shift + t0 + r;
-            probsRow(P, r * N, lo, N, firstKey(p, window), endKey(p, S, causal), p, scale, slope, L[row0 + t0 + r]!);
-          }
-          // dP: (rows, D) · (N, D)ᵀ → (rows, N)
-          gemm({ A: DO, aOff: qOff, B: V, bOff: kOff + lo * D, C: dS, cOff: 0, M: rows, N, K: D, transA: false, transB: true, accumulate: false });
-          for (let r = 0; r < rows; r++) {
-            const x = qOff + r * D;
-            let Di = 0;
-            for (let d = 0; d < D; d++) Di += DO[x + d]! * O[x + d]!;
-            const base = r * N;
-            for (let j = 0; j < N; j++) dS[base + j] = scale * P[base + j]! * (dS[base + j]! - Di);
-          }
-          // dQ: (rows, N) · (N, D) → (rows, D)
-          gemm({ A: dS, aOff: 0, B: K, bOff: kOff + lo * D, C: dQc, cOff: 0, M: rows, N: D, K: N, transA: false, transB: false, accumulate: false });
-          DQ.set(dQc.subarray(0, rows * D), qOff);
-          // dK[lo:hi] += (rows, N)ᵀ · (rows, D);  dV[lo:hi] += Pᵀ · dO
-          gemm({ A: dS, aOff: 0, B: Q, bOff: qOff, C: dKc, cOff: lo * D, M: N, N: D, K: rows, transA: true, transB: false, accumulate: true });
-          gemm({ A: P, aOff: 0, B: DO, bOff: qOff, C: dVc, cOff: lo * D, M: N, N: D, K: rows, transA: true, transB: false, accumulate: true });
-        }
-      }
-      DK.set(dKc.subarray(0, S * D), kOff);
-      DV.set(dVc.subarray(0, S * D), kOff);
-    }
-  }
+  parallelFor('attentionBackward', {
+    Q, K, V, O, L: shareable(L), DO, DQ, DK, DV, slopes: slopes && shareable(slopes), H, Hkv, T, S, D, group, shift, scale, causal, window,
+  }, B * Hkv, grain(T * group, S, D));
+  releaseShareable();
   return [dq, dk, dv];
 });

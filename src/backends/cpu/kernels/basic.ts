@@ -1,9 +1,14 @@
 // CPU kernels: fill, cast, elementwise arithmetic, in-place updates, reductions, embedding.
+// add / sub / mul and sumRows run on the worker pool (parallelFor) when large.
 
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, type HostArray } from '../../../tensor/dtype.js';
 import { registerKernel } from '../../../tensor/engine.js';
 import { arr } from '../backend.js';
+import { parallelFor, releaseShareable, shareable } from '../pool.js';
 import { f, i32, out, sameFloatType } from './util.js';
+
+/** Elements per thread below which a cheap elementwise loop or reduction is not split. */
+const ELEMENT_GRAIN = 32768;
 
 registerKernel('fill', 'cpu', (_inputs, { shape, dtype, value }, be) => {
   const y = out(shape, dtype, be);
@@ -24,7 +29,7 @@ registerKernel('cast', 'cpu', ([x], { dtype }, be) => {
 });
 
 /** a op b where b's shape equals a's or is a suffix of it (broadcast over a's leading dims). */
-function binary(name: 'add' | 'sub' | 'mul', op: (a: number, b: number) => number) {
+function binary(name: 'add' | 'sub' | 'mul', op: 0 | 1 | 2) {
   registerKernel(name, 'cpu', ([a, b], _attrs, be) => {
     sameFloatType(a!, b!, name);
     const A = f(a!, name);
@@ -34,14 +39,19 @@ function binary(name: 'add' | 'sub' | 'mul', op: (a: number, b: number) => numbe
     const n = A.length;
     const m = B.length;
     if (n % m !== 0) throw new Error(`${name}: cannot broadcast [${b!.shape}] to [${a!.shape}]`);
-    if (m === n) for (let i = 0; i < n; i++) Y[i] = op(A[i]!, B[i]!);
-    else for (let i = 0; i < n; i += m) for (let j = 0; j < m; j++) Y[i + j] = op(A[i + j]!, B[j]!);
+    // The loops live in ../tasks.ts (split by elements, or by rows of m when b is broadcast).
+    if (m === n) parallelFor('binary', { op, A, B, Y, m, full: true }, n, ELEMENT_GRAIN);
+    else {
+      const Bs = shareable(B);
+      parallelFor('binary', { op, A, B: Bs, Y, m, full: false }, n / m, Math.ceil(ELEMENT_GRAIN / Math.max(1, m)));
+      releaseShareable();
+    }
     return [y];
   });
 }
-binary('add', (a, b) => a + b);
-binary('sub', (a, b) => a - b);
-binary('mul', (a, b) => a * b);
+binary('add', 0);
+binary('sub', 1);
+binary('mul', 2);
 
 registerKernel('scale', 'cpu', ([x], { alpha }, be) => {
   const X = f(x!, 'scale');
@@ -79,13 +89,12 @@ registerKernel('sumRows', 'cpu', ([x], _attrs, be) => {
   const X = f(x!, 'sumRows');
   const C = x!.dim(-1);
   const R = x!.numel / C;
-  const acc = new Float64Array(C);
-  for (let r = 0; r < R; r++) {
-    const o = r * C;
-    for (let c = 0; c < C; c++) acc[c] += X[o + c]!;
-  }
   const y = out([C], x!.dtype, be);
-  f(y, 'sumRows').set(acc);
+  // By columns (../tasks.ts), each summed over the rows in order in f64, as on one thread.
+  const Y = f(y, 'sumRows'), Ys = shareable(Y);
+  parallelFor('sumRows', { X, Y: Ys, R, C }, C, Math.ceil(ELEMENT_GRAIN / Math.max(1, R)));
+  if (Ys !== Y) Y.set(Ys);
+  releaseShareable();
   return [y];
 });
 

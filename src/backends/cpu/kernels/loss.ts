@@ -7,7 +7,11 @@
 
 import { registerKernel } from '../../../tensor/engine.js';
 import type { Tensor } from '../../../tensor/tensor.js';
+import { parallelFor, releaseShareable, shareable } from '../pool.js';
 import { f, i32, out, sameFloatType } from './util.js';
+
+/** Logits per thread below which the loss is not split (the rows' loops live in ../tasks.ts). */
+const CE_GRAIN = 8192;
 
 function dims(logits: Tensor, labels: Tensor, kernel: string): [number, number] {
   if (logits.ndim !== 2) throw new Error(`${kernel}: logits must be [N, V], got [${logits.shape}]`);
@@ -28,17 +32,11 @@ registerKernel('crossEntropy', 'cpu', ([logits, labels], _attrs, be) => {
   const loss = out([N], st, be);
   const lse = out([N], st, be);
   const LOSS = f(loss, 'crossEntropy'), LSE = f(lse, 'crossEntropy');
-  for (let n = 0; n < N; n++) {
-    const o = n * V;
-    let m = -Infinity;
-    for (let v = 0; v < V; v++) if (X[o + v]! > m) m = X[o + v]!;
-    let s = 0;
-    for (let v = 0; v < V; v++) s += Math.exp(X[o + v]! - m);
-    const z = m + Math.log(s);
-    LSE[n] = z;
-    const label = L[n]!;
-    LOSS[n] = label < 0 ? 0 : z - X[o + label]!;
-  }
+  const Ls = shareable(L), LOSSs = shareable(LOSS), LSEs = shareable(LSE);
+  parallelFor('crossEntropy', { X, L: Ls, LOSS: LOSSs, LSE: LSEs, V }, N, Math.ceil(CE_GRAIN / Math.max(1, V)));
+  if (LOSSs !== LOSS) LOSS.set(LOSSs);
+  if (LSEs !== LSE) LSE.set(LSEs);
+  releaseShareable();
   return [loss, lse];
 });
 
@@ -50,17 +48,7 @@ registerKernel('crossEntropyBackward', 'cpu', ([logits, labels, lse, dloss], _at
   const LSE = f(lse!, 'crossEntropyBackward'), DL = f(dloss!, 'crossEntropyBackward');
   const dx = out([N, V], logits!.dtype, be);
   const DX = f(dx, 'crossEntropyBackward');
-  for (let n = 0; n < N; n++) {
-    const o = n * V;
-    const label = L[n]!;
-    const d = DL[n]!;
-    if (label < 0 || d === 0) {
-      DX.fill(0, o, o + V);
-      continue;
-    }
-    const z = LSE[n]!;
-    for (let v = 0; v < V; v++) DX[o + v] = Math.exp(X[o + v]! - z) * d;
-    DX[o + label] = DX[o + label]! - d;
-  }
+  parallelFor('crossEntropyBackward', { X, L: shareable(L), LSE: shareable(LSE), DL: shareable(DL), DX, V }, N, Math.ceil(CE_GRAIN / Math.max(1, V)));
+  releaseShareable();
   return [dx];
 });

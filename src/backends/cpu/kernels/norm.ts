@@ -4,11 +4,17 @@
 //   scaleNorm / scaleNormBackward   x / max(‖x‖₂, eps) · g               saves rnorm
 // Row statistics accumulate in f64 and are saved as f32 (f64 when x is f64). The forward pass
 // normalizes with the saved (rounded) statistics, so backward recomputes exactly the same x̂.
+// LayerNorm's loops live in ../tasks.ts, split by the worker pool (parallelFor): rows for y and dx,
+// columns for dw and db (each column summed over all rows in order, as on one thread).
 
 import type { FloatArray } from '../../../tensor/dtype.js';
 import { registerKernel } from '../../../tensor/engine.js';
 import type { Tensor } from '../../../tensor/tensor.js';
+import { parallelFor, releaseShareable, shareable } from '../pool.js';
 import { f, out, sameFloatType } from './util.js';
+
+/** Rows (of C elements) per thread below which a normalization is not split. */
+const rowGrain = (C: number) => Math.ceil(8192 / Math.max(1, C));
 
 /** R and C of a 2-D input, checking that `w` (when given) has C elements. */
 function rowsCols(x: Tensor, kernel: string, ...params: (Tensor | undefined)[]): [number, number] {
@@ -35,22 +41,11 @@ registerKernel('layerNorm', 'cpu', ([x, w, b], { eps }, be) => {
   const mean = out([R], statType(x!), be);
   const rstd = out([R], statType(x!), be);
   const Y = f(y, 'layerNorm'), MEAN = f(mean, 'layerNorm'), RSTD = f(rstd, 'layerNorm');
-  for (let r = 0; r < R; r++) {
-    const o = r * C;
-    let s = 0;
-    for (let c = 0; c < C; c++) s += X[o + c]!;
-    MEAN[r] = s / C;
-    const m = MEAN[r]!;
-    let v = 0;
-    for (let c = 0; c < C; c++) {
-      const d = X[o + c]! - m;
-      v += d * d;
-    }
-    RSTD[r] = 1 / Math.sqrt(v / C + eps);
-    const rs = RSTD[r]!;
-    if (B) for (let c = 0; c < C; c++) Y[o + c] = (X[o + c]! - m) * rs * W[c]! + B[c]!;
-    else for (let c = 0; c < C; c++) Y[o + c] = (X[o + c]! - m) * rs * W[c]!;
-  }
+  const MEANs = shareable(MEAN), RSTDs = shareable(RSTD);
+  parallelFor('layerNorm', { X, W: shareable(W), B: B && shareable(B), Y, MEAN: MEANs, RSTD: RSTDs, C, eps }, R, rowGrain(C));
+  if (MEANs !== MEAN) MEAN.set(MEANs);
+  if (RSTDs !== RSTD) RSTD.set(RSTDs);
+  releaseShareable();
   return [y, mean, rstd];
 });
 
@@ -64,29 +59,14 @@ registerKernel('layerNormBackward', 'cpu', ([dy, x, w, mean, rstd], _attrs, be) 
   const dw = out([C], w!.dtype, be);
   const db = out([C], w!.dtype, be);
   const DX = f(dx, 'layerNormBackward');
-  const accW = new Float64Array(C), accB = new Float64Array(C);
-  for (let r = 0; r < R; r++) {
-    const o = r * C;
-    const m = MEAN[r]!, rs = RSTD[r]!;
-    let sg = 0, sgx = 0;
-    for (let c = 0; c < C; c++) {
-      const d = DY[o + c]!;
-      const xh = (X[o + c]! - m) * rs;
-      const g = d * W[c]!;
-      sg += g;
-      sgx += g * xh;
-      accW[c] += d * xh;
-      accB[c] += d;
-    }
-    sg /= C;
-    sgx /= C;
-    for (let c = 0; c < C; c++) {
-      const xh = (X[o + c]! - m) * rs;
-      DX[o + c] = rs * (DY[o + c]! * W[c]! - sg - xh * sgx);
-    }
-  }
-  f(dw, 'layerNormBackward').set(accW);
-  f(db, 'layerNormBackward').set(accB);
+  const DW = f(dw, 'layerNormBackward'), DB = f(db, 'layerNormBackward');
+  const DWs = shareable(DW), DBs = shareable(DB);
+  const args = { DY, X, W: shareable(W), MEAN: shareable(MEAN), RSTD: shareable(RSTD), DX, DW: DWs, DB: DBs, R, C };
+  parallelFor('layerNormBackwardRows', args, R, rowGrain(C));
+  parallelFor('layerNormBackwardCols', args, C, Math.max(1, rowGrain(R)));
+  if (DWs !== DW) DW.set(DWs);
+  if (DBs !== DB) DB.set(DBs);
+  releaseShareable();
   return [dx, dw, db];
 });
 

@@ -1,5 +1,6 @@
 // CPU kernels: permute, split, concat. Copies over any dtype's host array (bf16/f16 as raw words).
 //   permute  strided gather; dims that stay adjacent are merged first, rows copied as blocks
+//            (split over the worker pool by output runs)
 //   split    per output, one block copy per outer index
 //   concat   per input, one block copy per outer index
 
@@ -7,7 +8,11 @@ import { registerKernel } from '../../../tensor/engine.js';
 import type { HostArray } from '../../../tensor/dtype.js';
 import type { Tensor } from '../../../tensor/tensor.js';
 import { arr } from '../backend.js';
+import { parallelFor } from '../pool.js';
 import { out } from './util.js';
+
+/** Elements per thread below which a permute is not split. */
+const PERMUTE_GRAIN = 32768;
 
 /** Below this many elements a contiguous run is copied by a loop rather than subarray + set. */
 const BLOCK_COPY_MIN = 16;
@@ -66,24 +71,10 @@ registerKernel('permute', 'cpu', ([x], { perm }, be) => {
     return [y];
   }
 
-  // Odometer over all output dims but the last; the last is a run of `len` elements at stride `s`.
-  const m = dims.length - 1;
-  const len = dims[m]!;
-  const s = strides[m]!;
-  const idx = new Array<number>(m).fill(0);
-  const outer = x!.numel / len;
-  let src = 0;
-  for (let o = 0, dst = 0; o < outer; o++, dst += len) {
-    if (s === 1) copyRun(Y, dst, X, src, len);
-    else for (let i = 0, j = src; i < len; i++, j += s) Y[dst + i] = X[j]!;
-    // Advance the odometer (innermost of the outer dims first).
-    for (let d = m - 1; d >= 0; d--) {
-      src += strides[d]!;
-      if (++idx[d]! < dims[d]!) break;
-      src -= strides[d]! * dims[d]!;
-      idx[d] = 0;
-    }
-  }
+  // Odometer over all output dims but the last; the last is a run of dims[m] elements at stride
+  // strides[m]. The runs are split over the worker pool (../tasks.ts).
+  const len = dims[dims.length - 1]!;
+  parallelFor('permute', { X, Y, dims, strides }, x!.numel / len, Math.ceil(PERMUTE_GRAIN / len));
   return [y];
 });
 
