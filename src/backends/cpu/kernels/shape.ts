@@ -4,6 +4,7 @@
 //   split    per output, one block copy per outer index
 //   concat   per input, one block copy per outer index
 
+import { permutePlan } from '../../../tensor/layout.js';
 import { registerKernel } from '../../../tensor/engine.js';
 import type { HostArray } from '../../../tensor/dtype.js';
 import type { Tensor } from '../../../tensor/tensor.js';
@@ -35,37 +36,11 @@ function copyRun(dst: HostArray, dOff: number, src: HostArray, sOff: number, len
 }
 
 registerKernel('permute', 'cpu', ([x], { perm }, be) => {
-  const shape = x!.shape;
-  const nd = shape.length;
-  if (perm.length !== nd || [...perm].sort((a, b) => a - b).some((p, i) => p !== i)) {
-    throw new Error(`permute: [${perm}] is not a permutation of the ${nd} dims of [${shape}]`);
-  }
-  const y = out(perm.map((p) => shape[p]!), x!.dtype, be);
+  const { outShape, dims, strides } = permutePlan(x!.shape, perm);
+  const y = out(outShape, x!.dtype, be);
   const X = arr(x!.storage);
   const Y = arr(y.storage);
   if (x!.numel === 0) return [y];
-
-  // Input strides, then the output's dims with the input stride each one walks.
-  const inStride = new Array<number>(nd);
-  for (let d = nd - 1, s = 1; d >= 0; d--) {
-    inStride[d] = s;
-    s *= shape[d]!;
-  }
-  // Drop size-1 dims and merge output dims that are adjacent and in order in the input.
-  const dims: number[] = [];
-  const strides: number[] = [];
-  for (const p of perm) {
-    const size = shape[p]!;
-    if (size === 1) continue;
-    const k = dims.length - 1;
-    if (k >= 0 && strides[k] === inStride[p]! * size) {
-      dims[k] = dims[k]! * size;
-      strides[k] = inStride[p]!;
-    } else {
-      dims.push(size);
-      strides.push(inStride[p]!);
-    }
-  }
   if (dims.length <= 1) {
     Y.set(X.subarray(0, x!.numel));
     return [y];

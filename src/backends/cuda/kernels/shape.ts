@@ -2,6 +2,7 @@
 // Contracts and the reference: backends/cpu/kernels/shape.ts.
 
 import { ITEM_SIZE } from '../../../tensor/dtype.js';
+import { permutePlan } from '../../../tensor/layout.js';
 import { registerKernel } from '../../../tensor/engine.js';
 import type { Tensor } from '../../../tensor/tensor.js';
 import { cuda, out, ptr } from './util.js';
@@ -23,33 +24,10 @@ function prod(xs: readonly number[], from = 0, to = xs.length): number {
 registerKernel('permute', 'cuda', ([x], { perm }, backend) => {
   const be = cuda(backend);
   const shape = x!.shape;
-  const nd = shape.length;
-  if (perm.length !== nd || [...perm].sort((a, b) => a - b).some((p, i) => p !== i)) {
-    throw new Error(`permute: [${perm}] is not a permutation of the ${nd} dims of [${shape}]`);
-  }
-  const y = out(perm.map((p) => shape[p]!), x!.dtype, be);
+  const { outShape, dims, strides } = permutePlan(shape, perm);
+  const y = out(outShape, x!.dtype, be);
   const n = x!.numel;
   if (n === 0) return [y];
-  const inStride = new Array<number>(nd);
-  for (let d = nd - 1, s = 1; d >= 0; d--) {
-    inStride[d] = s;
-    s *= shape[d]!;
-  }
-  // Output dims with the input stride each walks; size-1 dims dropped, in-order neighbours merged.
-  const dims: number[] = [];
-  const strides: number[] = [];
-  for (const p of perm) {
-    const size = shape[p]!;
-    if (size === 1) continue;
-    const k = dims.length - 1;
-    if (k >= 0 && strides[k] === inStride[p]! * size) {
-      dims[k] = dims[k]! * size;
-      strides[k] = inStride[p]!;
-    } else {
-      dims.push(size);
-      strides.push(inStride[p]!);
-    }
-  }
   if (dims.length <= 1) {
     be.copyAsync(ptr(y), ptr(x!), y.storage.bytes);
     return [y];
