@@ -14,7 +14,7 @@ test('configs/quickstart.yml trains end to end (3 iterations), logs to TensorBoa
   const loaded = loadConfig(['configs/quickstart.yml'], {
     overrides: {
       train_iters: 3, eval_interval: 3, eval_iters: 1, checkpoint_factor: 3, log_interval: 1,
-      save: join(dir, 'ckpt'), log_dir: join(dir, 'logs'), data_path: join(dir, 'data', 'docs_text_document'),
+      save: join(dir, 'ckpt'), load: null, log_dir: join(dir, 'logs'), data_path: join(dir, 'data', 'docs_text_document'),
       tensorboard_dir: join(dir, 'tb'),
     },
   });

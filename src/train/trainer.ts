@@ -114,6 +114,7 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
   let iteration = 0;
   if (cfg.load && existsSync(join(cfg.load, 'latest'))) {
     iteration = restore(cfg, model, optimizer, backend, log);
+    if (iteration >= trainIters) log.info(`nothing left to train: the checkpoint is at iteration ${iteration} of ${trainIters} (raise train_iters, or delete ${cfg.load} to start over)`);
   }
   if (dist) await dist.broadcastParameters(model.parameters());
 
