@@ -10,7 +10,7 @@ import { basename, extname, join } from 'node:path';
 import { loadCheckpoint, saveCheckpoint, hostTensor, hostArrayOf, type HostTensor } from '../checkpoint/index.js';
 import type { LoadedConfig, NeoXConfig } from '../config/index.js';
 import { padVocabSize } from '../config/index.js';
-import { BatchIterator, buildDatasets } from '../data/loader.js';
+import { type Batch, BatchIterator, buildDatasets } from '../data/loader.js';
 import { buildTokenizer, type Tokenizer } from '../data/tokenizer.js';
 import { indexPaths } from '../data/indexed_dataset.js';
 import { preprocess } from '../data/preprocess.js';
@@ -122,17 +122,7 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
   const distOpts = { ...iterOpts, rank, worldSize: dp };
   const trainBatches = new BatchIterator(data.train, micro * dp, 0, distOpts);
   const validBatches = data.valid ? new BatchIterator(data.valid, micro * dp, 0, distOpts) : null;
-  const toTensors = (b: { tokens: Int32Array; labels: Int32Array; lossMask: Float32Array; rows: number; seqLength: number }, length = b.seqLength) => {
-    // A curriculum cuts every row to its first `length` positions.
-    const cut = <A extends Int32Array | Float32Array>(a: A): A => {
-      if (length === b.seqLength) return a;
-      const out = new (a.constructor as new (n: number) => A)(b.rows * length);
-      for (let r = 0; r < b.rows; r++) out.set(a.subarray(r * b.seqLength, r * b.seqLength + length), r * length);
-      return out;
-    };
-    const shape = [b.rows, length];
-    return [tensor(cut(b.tokens), shape, 'i32', backend), tensor(cut(b.labels), shape, 'i32', backend), tensor(cut(b.lossMask), shape, 'f32', backend)] as const;
-  };
+  const toTensors = (b: Batch, length = b.seqLength) => batchTensors(b, backend, length);
   const curriculum = cfg.curriculum_learning?.enabled ? cfg.curriculum_learning : null;
   if (curriculum) validateCurriculum(curriculum, cfg.seq_length);
 
@@ -244,6 +234,18 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
   return { iteration, losses, validLoss, runDir, model, tokenizer };
 }
 
+/** A batch's ids, labels (rows, T) i32 and loss mask (rows, T) f32 on the device, each row cut to `length` (curriculum). */
+function batchTensors(b: Batch, backend: Backend, length: number): readonly [Tensor, Tensor, Tensor] {
+  const cut = <A extends Int32Array | Float32Array>(a: A): A => {
+    if (length === b.seqLength) return a;
+    const out = new (a.constructor as new (n: number) => A)(b.rows * length);
+    for (let r = 0; r < b.rows; r++) out.set(a.subarray(r * b.seqLength, r * b.seqLength + length), r * length);
+    return out;
+  };
+  const shape = [b.rows, length];
+  return [tensor(cut(b.tokens), shape, 'i32', backend), tensor(cut(b.labels), shape, 'i32', backend), tensor(cut(b.lossMask), shape, 'f32', backend)];
+}
+
 /** fp16 dynamic loss scaling (DeepSpeed's rules: halve on overflow after `hysteresis` overflows, double after `loss_scale_window` good steps). */
 export class LossScaler {
   scale: number;
@@ -274,7 +276,7 @@ export class LossScaler {
 
 /** Mean loss over `iters` validation batches starting at loader step `start`, without gradients. */
 function evaluate(model: GPTNeoX, batches: BatchIterator, start: number, iters: number,
-  toTensors: (b: ReturnType<BatchIterator['batch']>) => readonly [Tensor, Tensor, Tensor]): number {
+  toTensors: (b: Batch) => readonly [Tensor, Tensor, Tensor]): number {
   model.eval();
   let sum = 0;
   for (let i = 0; i < iters; i++) {
