@@ -3,7 +3,7 @@
 // ../shared/bench/torch_reference.py measures PyTorch so the two can be compared line by line.
 //
 //   node dist/bench/train_bench.js [pythia-160m pythia-410m pythia-1.4b | tiny] [--seq N] [--mb N]
-//        [--steps N] [--warmup N] [--device auto|cpu|cuda] [--precision bf16|fp32]
+//        [--steps N] [--warmup N] [--device auto|cpu|cuda] [--precision bf16|fp32] [--loss-chunk TOKENS]
 //
 // MFU = (6 · non-embedding params + 12 · layers · hidden · seq) · tokens/s / 989e12 (H100/H200
 // dense bf16 peak), REFERENCE.md's formula.
@@ -38,7 +38,7 @@ function pythiaKeys(s: Shape, seq: number): NeoXModelKeys {
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
-    options: { seq: { type: 'string' }, mb: { type: 'string' }, steps: { type: 'string' }, warmup: { type: 'string' }, device: { type: 'string' }, precision: { type: 'string' } },
+    options: { seq: { type: 'string' }, mb: { type: 'string' }, steps: { type: 'string' }, warmup: { type: 'string' }, device: { type: 'string' }, precision: { type: 'string' }, 'loss-chunk': { type: 'string' } },
   });
   const names = positionals.length ? positionals : ['pythia-160m', 'pythia-410m', 'pythia-1.4b'];
   const backend = await selectBackend(values.device ?? 'auto');
@@ -54,6 +54,7 @@ async function main(): Promise<void> {
     // As the reference: bf16 autocast over f32 master weights (the CPU computes in f32).
     const compute = backend.name === 'cpu' ? 'f32' : values.precision === 'fp32' ? 'f32' : 'bf16';
     model.setComputeDtype(compute);
+    if (values['loss-chunk']) model.setLossChunk(Number(values['loss-chunk']));
     const opt = new AdamW([{ params: model.parameters(), weightDecay: 0.01 }], { betas: [0.9, 0.95], eps: 1e-8 });
     const vocab = model.cfg.vocabSize;
     const params = model.parameters();

@@ -141,3 +141,28 @@ test('activation checkpointing gives the same loss and gradients (with dropout, 
     });
   }
 });
+
+test('the chunked output head gives the same loss and gradients (tied and untied embeddings, masked tokens)', () => {
+  const V = 13, B = 2, T = 7;
+  const { ids, labels } = batch(B, T, V, 6);
+  const mask = Float64Array.from({ length: B * T }, (_, i) => (i % 4 === 2 ? 0 : 1));
+  for (const tied of [false, true]) {
+    const run = (chunk: number) => {
+      const model = new GPTNeoX(resolveModelConfig(keys({ no_weight_tying: !tied, init_method_std: 0.3 }), V), cpu(), 'f64');
+      model.setLossChunk(chunk);
+      const loss = scope(() => {
+        const l = model.loss(tensor(ids, [B, T], 'i32'), tensor(labels, [B, T], 'i32'), tensor(mask, [B, T], 'f64'));
+        backward(l);
+        return l.item();
+      });
+      return { loss, grads: model.namedParameters().map(([n, p]) => [n, Array.from(p.grad!.toArray())] as const) };
+    };
+    const plain = run(0);
+    const chunked = run(4); // 14 tokens → chunks of 4, 4, 4, 2
+    assert.ok(Math.abs(chunked.loss - plain.loss) <= 1e-12 * Math.abs(plain.loss), `loss ${chunked.loss} vs ${plain.loss}`);
+    chunked.grads.forEach(([n, g], i) => {
+      const ref = plain.grads[i]![1];
+      g.forEach((v, j) => assert.ok(Math.abs(v - ref[j]!) <= 1e-12 * (1 + Math.abs(ref[j]!)), `${n}[${j}] (tied ${tied}): ${v} vs ${ref[j]}`));
+    });
+  }
+});

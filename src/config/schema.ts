@@ -173,6 +173,7 @@ export interface NeoXConfig {
   train_batch_size: number;
   seed: number;
   eod_mask_loss: boolean;
+  loss_chunk_tokens: number;
   curriculum_learning: CurriculumConfig;
   checkpoint_activations: boolean;
   checkpoint_num_layers: number;
@@ -537,6 +538,9 @@ export const SCHEMA = [
       { defaultDoc: 'micro batch × grad. accum. × dp' }),
     k('seed', nonNegInt, 1234, 'Random seed.'),
     k('eod_mask_loss', bool, false, 'Do not compute loss on end-of-document tokens.'),
+    k('loss_chunk_tokens', nonNegInt, 0,
+      'Compute the loss over chunks of this many tokens, so the tokens × vocabulary logits never exist at once (one extra output-head projection); 0 = all at once.',
+      { ext: true }),
     k('curriculum_learning', CURRICULUM, null, 'Sequence-length curriculum: each batch is cut to the scheduled length.'),
     k('checkpoint_activations', bool, false, 'Recompute activations in the backward pass to save memory.'),
     k('checkpoint_num_layers', posInt, 1, 'Layers per activation-checkpointing chunk.'),

@@ -90,6 +90,7 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
   const computeDtype = backend.name === 'cpu' ? 'f32' : cfg.precision === 'bfloat16' ? 'bf16' : cfg.precision === 'fp16' ? 'f16' : 'f32';
   model.setComputeDtype(computeDtype);
   if (cfg.checkpoint_activations) model.setActivationCheckpointing(cfg.checkpoint_num_layers);
+  if (cfg.loss_chunk_tokens) model.setLossChunk(cfg.loss_chunk_tokens);
   const lossScaler = computeDtype === 'f16' ? new LossScaler(cfg.fp16) : null;
   const { decay, noDecay } = model.weightDecayGroups();
   const opt = cfg.optimizer.params;

@@ -48,6 +48,8 @@ export interface AttentionCache {
 export interface ForwardOptions {
   /** Incremental decoding: ids continue the cached positions, and the cache is extended. */
   cache?: AttentionCache;
+  /** Stop after the final norm: the hidden states (B, T, C) instead of logits. */
+  hiddenOnly?: boolean;
 }
 
 /** Where one layer's forward sits in an incremental decode. */
@@ -150,6 +152,7 @@ export class GPTNeoX extends Module {
   private readonly drop = new DropoutStream();
   private sinusoid: Tensor | null = null;
   private checkpointEvery = 0;
+  private lossChunk = 0;
   /** The dtype every layer computes in (parameters stay in `dtype`); see setComputeDtype. */
   readonly precision: ComputePrecision;
 
@@ -229,15 +232,49 @@ export class GPTNeoX extends Module {
       for (const [i, layer] of this.layers.entries()) x = layer.forward(x, cache ? { cache, layer: i, offset } : undefined);
     }
     x = this.final_layer_norm.forward(x);
+    if (opts.hiddenOnly) return x; // (B, T, C)
     return ops.linear(x, atCompute(this.embed_out ?? this.embed_in.weight, this.precision)); // (B, T, V)
   }
 
   /** Mean cross-entropy over positions where mask = 1: ids, labels (B, T) i32, mask (B, T) f32. */
   loss(ids: Tensor, labels: Tensor, mask: Tensor): Tensor {
-    const logits = this.forward(ids); // (B, T, V)
-    const V = this.cfg.vocabSize;
-    const { loss } = ops.crossEntropy(ops.reshape(logits, [logits.numel / V, V]), ops.reshape(labels, [labels.numel]));
-    return ops.maskedMeanLoss(loss, ops.cast(ops.reshape(mask, [mask.numel]), loss.dtype));
+    const N = ids.numel;
+    if (this.lossChunk <= 0 || N <= this.lossChunk) {
+      const logits = this.forward(ids); // (B, T, V)
+      const V = this.cfg.vocabSize;
+      const { loss } = ops.crossEntropy(ops.reshape(logits, [logits.numel / V, V]), ops.reshape(labels, [N]));
+      return ops.maskedMeanLoss(loss, ops.cast(ops.reshape(mask, [N]), loss.dtype));
+    }
+    // Chunked output head: the (N, V) logits never exist at once. Each chunk of rows is projected,
+    // scored and reduced to its masked loss sum under activation checkpointing, so backward
+    // recomputes one chunk's logits at a time.
+    const x = this.forward(ids, { hiddenOnly: true }); // (B, T, C)
+    const C = this.cfg.hiddenSize;
+    const w = atCompute(this.embed_out ?? this.embed_in.weight, this.precision); // (V, C)
+    const sizes = Array.from({ length: Math.ceil(N / this.lossChunk) }, (_, i) => Math.min(this.lossChunk, N - i * this.lossChunk));
+    const xs = ops.split(ops.reshape(x, [N, C]), sizes, 0);
+    const ls = ops.split(ops.reshape(labels, [N]), sizes, 0);
+    const ms = ops.split(ops.reshape(mask, [N]), sizes, 0);
+    let total: Tensor | null = null;
+    xs.forEach((xc, i) => {
+      const part = checkpoint(([xi, wi]) => {
+        const { loss } = ops.crossEntropy(ops.linear(xi!, wi!), ls[i]!); // (n,)
+        return ops.sum(ops.mul(loss, ops.cast(ms[i]!, loss.dtype)));
+      }, [xc, w]);
+      total = total ? ops.add(total, part) : part;
+    });
+    const host = mask.dtype === 'f64' ? mask.toArray() : mask.toFloat32();
+    let count = 0;
+    for (let i = 0; i < host.length; i++) count += host[i]!;
+    return ops.scale(total!, count === 0 ? 0 : 1 / count);
+  }
+
+  /**
+   * Computes the loss over chunks of this many tokens (0: all at once), so the output head's
+   * logits (tokens × vocabulary) are never all in memory; costs one extra head projection.
+   */
+  setLossChunk(tokens: number): void {
+    this.lossChunk = tokens;
   }
 
   private sinusoidal(T: number): Tensor {
