@@ -341,13 +341,14 @@ test('the schema covers the GPT-NeoX keys NeoX.ts acts on, plus its extensions',
     valid_data_weights test_data_weights weight_by_num_documents weighted_sampler_alpha split data_impl
     mmap_warmup tokenizer_type vocab_file merge_file eod_mask_loss train_epochs save load
     checkpoint_factor keep_last_n_checkpoints finetune no_load_optim no_load_rng eval_interval eval_iters
-    log_interval tensorboard_dir log_dir use_wandb wandb_project checkpoint_activations
+    log_interval tensorboard_dir log_dir use_wandb wandb_project checkpoint_activations curriculum_learning
     pipe_parallel_size model_parallel_size sequence_parallel zero_optimization launcher hostfile num_gpus
     num_nodes include exclude text_gen_type temperature top_k top_p maximum_tokens prompt_end
     sample_input_file sample_output_file num_samples recompute eval_tasks`.split(/\s+/);
   for (const key of keys) assert.ok(SCHEMA_BY_KEY.has(key), key);
-  for (const key of ['device', 'preprocess_inputs', 'sample_after_training']) assert.equal(SCHEMA_BY_KEY.get(key)?.ext, true, key);
-  assert.equal(SCHEMA.filter((s) => s.ext).length, 3);
+  const extensions = ['device', 'preprocess_inputs', 'sample_after_training', 'loss_chunk_tokens'];
+  for (const key of extensions) assert.equal(SCHEMA_BY_KEY.get(key)?.ext, true, key);
+  assert.equal(SCHEMA.filter((s) => s.ext).length, extensions.length);
   for (const key of IGNORED_KEYS.keys()) assert.ok(!SCHEMA_BY_KEY.has(key), `${key} is both supported and ignored`);
   assert.equal(new Set(SCHEMA.map((s) => s.key)).size, SCHEMA.length);
 });
