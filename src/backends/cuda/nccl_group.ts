@@ -32,32 +32,14 @@ import { getBackend } from '../../tensor/engine.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { type CudaBackend, ptr } from './backend.js';
 import { CU_STREAM_NON_BLOCKING, type Handle, driverStatus } from './ffi/driver.js';
-import { loadLibrary } from './ffi/find.js';
-import { CudaError, bindLibrary, devicePointer } from './ffi/lib.js';
+import { CudaError, devicePointer } from './ffi/lib.js';
 import {
   NCCL_SPLIT_NOCOLOR, NCCL_UNIQUE_ID_BYTES, type Nccl, type NcclComm, formatNcclError, nccl, ncclCommInitRank, ncclDataTypeOf,
   ncclRedOpOf, ncclUniqueId,
 } from './ffi/nccl.js';
 
-// ---------------------------------------------------------------------------------------------
-// Two driver symbols the group needs that ffi/driver.ts does not declare yet (it is not this
-// module's file). TODO(lead): move both into driver.ts's table and drop this one.
-
-interface StreamEvents {
-  cuStreamWaitEvent(stream: Handle, event: Handle, flags: number): void;
-  /** Unchecked: CUDA_ERROR_NOT_READY (600) is an answer, not an error. */
-  cuEventQuery(event: Handle): number;
-}
-const STREAM_EVENT_PROTOS = {
-  cuStreamWaitEvent: 'CUresult cuStreamWaitEvent(CUstream hStream, CUevent hEvent, unsigned int Flags)',
-  cuEventQuery: 'int cuEventQuery(CUevent hEvent)',
-} as const satisfies Record<keyof StreamEvents, string>;
 const CUDA_ERROR_NOT_READY = 600;
 const CU_EVENT_DISABLE_TIMING = 2;
-let streamEventsApi: StreamEvents | null = null;
-function streamEvents(): StreamEvents {
-  return (streamEventsApi ??= bindLibrary<StreamEvents>(loadLibrary('driver'), driverStatus, STREAM_EVENT_PROTOS));
-}
 
 // ---------------------------------------------------------------------------------------------
 // The unique id through the store
@@ -211,7 +193,6 @@ export class NcclProcessGroup implements ProcessGroup {
   readonly backend = 'nccl';
   readonly size: number;
   private readonly api: Nccl;
-  private readonly ev: StreamEvents;
   /** The communication stream: NCCL work of this group, in issue order. */
   readonly commStream: Handle;
   private readonly ready: Handle;
@@ -229,7 +210,6 @@ export class NcclProcessGroup implements ProcessGroup {
     readonly timeoutMs: number, private readonly worldSize: number) {
     this.size = ranks.length;
     this.api = nccl();
-    this.ev = streamEvents();
     const drv = be.drv;
     const s: [Handle | null] = [null];
     drv.cuStreamCreate(s, CU_STREAM_NON_BLOCKING);
@@ -386,7 +366,7 @@ export class NcclProcessGroup implements ProcessGroup {
     if (op.state === 'failed') return Promise.reject(op.error!);
     if (op.state === 'pending') {
       try {
-        this.ev.cuStreamWaitEvent(this.be.stream, op.done, 0);
+        this.be.drv.cuStreamWaitEvent(this.be.stream, op.done, 0);
       } catch (e) {
         return Promise.reject(new CollectiveError(op.label, this.ranks[this.rank]!, (e as Error).message));
       }
@@ -418,7 +398,7 @@ export class NcclProcessGroup implements ProcessGroup {
       }
       const drv = this.be.drv;
       drv.cuEventRecord(this.ready, this.be.stream);
-      this.ev.cuStreamWaitEvent(this.commStream, this.ready, 0);
+      this.be.drv.cuStreamWaitEvent(this.commStream, this.ready, 0);
       enqueue(fail);
       const done = this.takeEvent();
       drv.cuEventRecord(done, this.commStream);
@@ -469,7 +449,7 @@ export class NcclProcessGroup implements ProcessGroup {
   }
 
   private eventDone(e: Handle): boolean {
-    const code = this.ev.cuEventQuery(e);
+    const code = this.be.drv.cuEventQuery(e);
     if (code === 0) return true;
     if (code === CUDA_ERROR_NOT_READY) return false;
     throw new CudaError('CUDA driver', 'cuEventQuery', code, driverStatus.describe(code).name, driverStatus.describe(code).text);

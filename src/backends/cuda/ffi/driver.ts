@@ -55,6 +55,9 @@ export interface Driver {
   cuEventCreate(event: Out<Handle | null>, flags: number): void;
   cuEventRecord(event: Handle, stream: Handle): void;
   cuEventSynchronize(event: Handle): void;
+  /** Unchecked: CUDA_ERROR_NOT_READY (600) is an answer, not an error. */
+  cuEventQuery(event: Handle): number;
+  cuStreamWaitEvent(stream: Handle, event: Handle, flags: number): void;
   /** CUDA 12.8+ name; older drivers export only cuEventElapsedTime (same signature). Use eventElapsedMs(). */
   cuEventElapsedTime_v2?(ms: Out<number>, start: Handle, end: Handle): void;
   cuEventElapsedTime?(ms: Out<number>, start: Handle, end: Handle): void;
@@ -105,6 +108,8 @@ const PROTOS = {
   cuEventCreate: 'CUresult cuEventCreate(_Out_ CUevent *phEvent, unsigned int Flags)',
   cuEventRecord: 'CUresult cuEventRecord(CUevent hEvent, CUstream hStream)',
   cuEventSynchronize: 'CUresult cuEventSynchronize(CUevent hEvent)',
+  cuEventQuery: 'int cuEventQuery(CUevent hEvent)',
+  cuStreamWaitEvent: 'CUresult cuStreamWaitEvent(CUstream hStream, CUevent hEvent, unsigned int Flags)',
   cuEventElapsedTime_v2: 'CUresult cuEventElapsedTime_v2(_Out_ float *pMilliseconds, CUevent hStart, CUevent hEnd)',
   cuEventElapsedTime: 'CUresult cuEventElapsedTime(_Out_ float *pMilliseconds, CUevent hStart, CUevent hEnd)',
   cuEventDestroy_v2: 'CUresult cuEventDestroy_v2(CUevent hEvent)',
