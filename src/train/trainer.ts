@@ -190,7 +190,8 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
       const tokensPerSec = windowTokens / seconds;
       const mem = backend.memoryStats();
       log.info(`iteration ${String(iteration).padStart(String(trainIters).length)}/${trainIters} | loss ${loss.toFixed(4)} | lr ${lr.toExponential(3)} | ` +
-        `grad norm ${norm.toFixed(3)} | ${humanCount(tokensPerSec)} tok/s | ${humanCount(tokensPerSec * flopsPerToken)}FLOP/s | ${(1000 * seconds / windowSteps).toFixed(0)} ms/step`);
+        `grad norm ${norm.toFixed(3)} | ${humanCount(tokensPerSec)} tok/s | ${humanCount(tokensPerSec * flopsPerToken)}FLOP/s | ${(1000 * seconds / windowSteps).toFixed(0)} ms/step | ` +
+        `peak mem ${(mem.peak / 2 ** 30).toFixed(2)} GiB`);
       log.record('speed', { iteration, tokens_per_sec: tokensPerSec, flops_per_sec: tokensPerSec * flopsPerToken, step_ms: (1000 * seconds) / windowSteps, mem_peak_bytes: mem.peak });
       windowStart = performance.now();
       windowSteps = 0;
