@@ -1,10 +1,12 @@
-// The CUDA backend (koffi → driver API, NVRTC, cuBLASLt; cuDNN and NCCL to come).
+// The CUDA backend (koffi → driver API, NVRTC, cuBLASLt, cuDNN attention, NCCL process groups).
 //   index.ts      initCuda(): the registered backend when a GPU is usable, else null; doctorReport()
 //   backend.ts    CudaBackend: context, stream, upload/download, kernel cache, error word
 //   allocator.ts  the caching allocator (size classes, reuse, OOM → flush → retry → clear error)
 //   compiler.ts   .cu → NVRTC → CUBIN for the device's arch, cached on disk; where the sources are
 //   launch.ts     Kernel: cuLaunchKernel with a reused native argument block
 //   blas.ts       row-major GEMMs on cuBLASLt with cached plans and the bias epilogue
+//   sdpa.ts       cuDNN fused flash attention graphs (forward, backward), plans cached per shape
+//   nccl_group.ts the 'nccl' process group: own stream, event ordering, watchdog
 //   doctor.ts     library discovery report for `neox doctor`
 //   ffi/          one module per native library (driver, nvrtc, cublaslt, cudnn, nccl), find.ts, lib.ts
 //   kernels/      *.cu sources (common.cuh shared) and their registrations (*.ts) by kernel name
