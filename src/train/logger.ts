@@ -25,18 +25,18 @@ export class TrainLogger {
   private tb: EventFileWriter | null = null;
   private lastStep = 0;
 
-  constructor(
-    runDir: string | null,
-    private readonly print: (line: string) => void = (l) => console.log(l),
-    opts: TrainLoggerOptions = {},
-  ) {
+  private readonly print: (line: string) => void;
+
+  /** Lines go to `print` when given, else to the console (with a live progress line on a terminal). */
+  constructor(runDir: string | null, print?: (line: string) => void, opts: TrainLoggerOptions = {}) {
+    this.print = print ?? ((l) => console.log(l));
     if (runDir) {
       mkdirSync(runDir, { recursive: true });
       this.jsonl = join(runDir, 'metrics.jsonl');
     } else {
       this.jsonl = null;
     }
-    this.tty = process.stdout.isTTY === true && print === console.log;
+    this.tty = process.stdout.isTTY === true && print === undefined;
     if (opts.tensorboardDir) this.tb = new EventFileWriter(opts.tensorboardDir);
   }
 

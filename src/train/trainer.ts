@@ -133,6 +133,8 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
   let windowStart = performance.now();
   let windowSteps = 0;
   let windowTokens = 0;
+  const startedAt = performance.now();
+  const startIteration = iteration;
   const stopAt = opts.stopAfter !== undefined ? Math.min(trainIters, iteration + opts.stopAfter) : trainIters;
 
   // --- the loop
@@ -183,7 +185,8 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
     windowSteps++;
     windowTokens += cfg.train_batch_size * seqLength;
     log.record('train', { iteration, loss, lr, grad_norm: norm, ...(curriculum ? { seq_length: seqLength } : {}) });
-    log.progress(iteration, trainIters, `loss ${loss.toFixed(4)}`);
+    const perIter = (performance.now() - startedAt) / (iteration - startIteration);
+    log.progress(iteration, trainIters, `loss ${loss.toFixed(4)} | ${formatDuration(perIter * (trainIters - iteration))} left`);
 
     if (iteration % cfg.log_interval === 0 || iteration === stopAt) {
       const seconds = (performance.now() - windowStart) / 1000;
@@ -234,6 +237,13 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
   }
   await dist?.destroy();
   return { iteration, losses, validLoss, runDir, model, tokenizer };
+}
+
+/** 83000 ms → "1m23s". */
+function formatDuration(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : m > 0 ? `${m}m${String(sec).padStart(2, '0')}s` : `${sec}s`;
 }
 
 /** A batch's ids, labels (rows, T) i32 and loss mask (rows, T) f32 on the device, each row cut to `length` (curriculum). */
