@@ -32,3 +32,53 @@ export function permutePlan(shape: readonly number[], perm: readonly number[]): 
   }
   return { outShape: perm.map((p) => shape[p]!), dims, strides };
 }
+
+/** Split and concat view x as (outer, dim along `axis`, inner): the copies move runs of dim_i · inner elements. */
+export interface AxisPlan {
+  axis: number;
+  outer: number;
+  inner: number;
+  /** The whole dim along the axis (the input's for split, the output's for concat). */
+  total: number;
+}
+
+function normAxis(axis: number, ndim: number, kernel: string): number {
+  const a = axis < 0 ? axis + ndim : axis;
+  if (!Number.isInteger(a) || a < 0 || a >= ndim) throw new Error(`${kernel}: axis ${axis} out of range for ${ndim} dims`);
+  return a;
+}
+
+function prod(xs: readonly number[], from = 0, to = xs.length): number {
+  let p = 1;
+  for (let i = from; i < to; i++) p *= xs[i]!;
+  return p;
+}
+
+/** The plan of `split(x, sizes, axis)`; the sizes must add up to x's dim along the axis. */
+export function splitPlan(shape: readonly number[], sizes: readonly number[], axis: number): AxisPlan {
+  const a = normAxis(axis, shape.length, 'split');
+  const total = sizes.reduce((p, q) => p + q, 0);
+  if (sizes.some((s) => !Number.isInteger(s) || s < 0) || total !== shape[a]) {
+    throw new Error(`split: sizes [${sizes}] do not add up to dim ${a} (${shape[a]}) of [${shape}]`);
+  }
+  return { axis: a, outer: prod(shape, 0, a), inner: prod(shape, a + 1), total };
+}
+
+/** The plan of `concat(xs, axis)`: same dtype, same shape outside the axis. */
+export function concatPlan(xs: readonly { shape: readonly number[]; dtype: string; ndim: number }[], axis: number): AxisPlan & { outShape: number[] } {
+  if (xs.length === 0) throw new Error('concat: no inputs');
+  const first = xs[0]!;
+  const a = normAxis(axis, first.ndim, 'concat');
+  let total = 0;
+  for (const x of xs) {
+    if (x.dtype !== first.dtype) throw new Error(`concat: dtypes differ (${first.dtype} and ${x.dtype})`);
+    if (x.ndim !== first.ndim || x.shape.some((d, i) => i !== a && d !== first.shape[i])) {
+      throw new Error(`concat: shapes [${first.shape}] and [${x.shape}] differ outside axis ${a}`);
+    }
+    total += x.shape[a]!;
+  }
+  return {
+    axis: a, outer: prod(first.shape, 0, a), inner: prod(first.shape, a + 1), total,
+    outShape: first.shape.map((d, i) => (i === a ? total : d)),
+  };
+}

@@ -4,7 +4,7 @@
 //   split    per output, one block copy per outer index
 //   concat   per input, one block copy per outer index
 
-import { permutePlan } from '../../../tensor/layout.js';
+import { concatPlan, permutePlan, splitPlan } from '../../../tensor/layout.js';
 import { registerKernel } from '../../../tensor/engine.js';
 import type { HostArray } from '../../../tensor/dtype.js';
 import type { Tensor } from '../../../tensor/tensor.js';
@@ -17,18 +17,6 @@ const PERMUTE_GRAIN = 32768;
 
 /** Below this many elements a contiguous run is copied by a loop rather than subarray + set. */
 const BLOCK_COPY_MIN = 16;
-
-function normAxis(axis: number, ndim: number, kernel: string): number {
-  const a = axis < 0 ? axis + ndim : axis;
-  if (!Number.isInteger(a) || a < 0 || a >= ndim) throw new Error(`${kernel}: axis ${axis} out of range for ${ndim} dims`);
-  return a;
-}
-
-function prod(xs: readonly number[], from = 0, to = xs.length): number {
-  let p = 1;
-  for (let i = from; i < to; i++) p *= xs[i]!;
-  return p;
-}
 
 function copyRun(dst: HostArray, dOff: number, src: HostArray, sOff: number, len: number): void {
   if (len >= BLOCK_COPY_MIN) dst.set(src.subarray(sOff, sOff + len), dOff);
@@ -55,13 +43,7 @@ registerKernel('permute', 'cpu', ([x], { perm }, be) => {
 
 registerKernel('split', 'cpu', ([x], { axis, sizes }, be) => {
   const shape = x!.shape;
-  const a = normAxis(axis, shape.length, 'split');
-  const total = sizes.reduce((p, q) => p + q, 0);
-  if (sizes.some((s) => !Number.isInteger(s) || s < 0) || total !== shape[a]) {
-    throw new Error(`split: sizes [${sizes}] do not add up to dim ${a} (${shape[a]}) of [${shape}]`);
-  }
-  const outer = prod(shape, 0, a);
-  const inner = prod(shape, a + 1);
+  const { axis: a, outer, inner, total } = splitPlan(shape, sizes, axis);
   const rowIn = total * inner;
   const X = arr(x!.storage);
   const ys: Tensor[] = [];
@@ -78,21 +60,10 @@ registerKernel('split', 'cpu', ([x], { axis, sizes }, be) => {
 });
 
 registerKernel('concat', 'cpu', (xs, { axis }, be) => {
-  if (xs.length === 0) throw new Error('concat: no inputs');
+  const { axis: a, outer, inner, total, outShape } = concatPlan(xs, axis);
   const first = xs[0]!;
-  const a = normAxis(axis, first.ndim, 'concat');
-  let total = 0;
-  for (const x of xs) {
-    if (x.dtype !== first.dtype) throw new Error(`concat: dtypes differ (${first.dtype} and ${x.dtype})`);
-    if (x.ndim !== first.ndim || x.shape.some((d, i) => i !== a && d !== first.shape[i])) {
-      throw new Error(`concat: shapes [${first.shape}] and [${x.shape}] differ outside axis ${a}`);
-    }
-    total += x.shape[a]!;
-  }
-  const outer = prod(first.shape, 0, a);
-  const inner = prod(first.shape, a + 1);
   const rowOut = total * inner;
-  const y = out(first.shape.map((d, i) => (i === a ? total : d)), first.dtype, be);
+  const y = out(outShape, first.dtype, be);
   const Y = arr(y.storage);
   let start = 0;
   for (const x of xs) {

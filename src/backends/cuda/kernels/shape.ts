@@ -2,24 +2,12 @@
 // Contracts and the reference: backends/cpu/kernels/shape.ts.
 
 import { ITEM_SIZE } from '../../../tensor/dtype.js';
-import { permutePlan } from '../../../tensor/layout.js';
+import { concatPlan, permutePlan, splitPlan } from '../../../tensor/layout.js';
 import { registerKernel } from '../../../tensor/engine.js';
 import type { Tensor } from '../../../tensor/tensor.js';
 import { cuda, out, ptr } from './util.js';
 
 const MAX_DIMS = 6;
-
-function normAxis(axis: number, ndim: number, kernel: string): number {
-  const a = axis < 0 ? axis + ndim : axis;
-  if (!Number.isInteger(a) || a < 0 || a >= ndim) throw new Error(`${kernel}: axis ${axis} out of range for ${ndim} dims`);
-  return a;
-}
-
-function prod(xs: readonly number[], from = 0, to = xs.length): number {
-  let p = 1;
-  for (let i = from; i < to; i++) p *= xs[i]!;
-  return p;
-}
 
 registerKernel('permute', 'cuda', ([x], { perm }, backend) => {
   const be = cuda(backend);
@@ -58,13 +46,7 @@ function copyRows(t: Tensor, src: number, dst: number, rows: number, run: number
 registerKernel('split', 'cuda', ([x], { axis, sizes }, backend) => {
   const be = cuda(backend);
   const shape = x!.shape;
-  const a = normAxis(axis, shape.length, 'split');
-  const total = sizes.reduce((p, q) => p + q, 0);
-  if (sizes.some((s) => !Number.isInteger(s) || s < 0) || total !== shape[a]) {
-    throw new Error(`split: sizes [${sizes}] do not add up to dim ${a} (${shape[a]}) of [${shape}]`);
-  }
-  const outer = prod(shape, 0, a);
-  const inner = prod(shape, a + 1);
+  const { axis: a, outer, inner, total } = splitPlan(shape, sizes, axis);
   const es = ITEM_SIZE[x!.dtype];
   const ys: Tensor[] = [];
   let start = 0;
@@ -79,21 +61,10 @@ registerKernel('split', 'cuda', ([x], { axis, sizes }, backend) => {
 
 registerKernel('concat', 'cuda', (xs, { axis }, backend) => {
   const be = cuda(backend);
-  if (xs.length === 0) throw new Error('concat: no inputs');
+  const { axis: a, outer, inner, total, outShape } = concatPlan(xs, axis);
   const first = xs[0]!;
-  const a = normAxis(axis, first.ndim, 'concat');
-  let total = 0;
-  for (const x of xs) {
-    if (x.dtype !== first.dtype) throw new Error(`concat: dtypes differ (${first.dtype} and ${x.dtype})`);
-    if (x.ndim !== first.ndim || x.shape.some((d, i) => i !== a && d !== first.shape[i])) {
-      throw new Error(`concat: shapes [${first.shape}] and [${x.shape}] differ outside axis ${a}`);
-    }
-    total += x.shape[a]!;
-  }
-  const outer = prod(first.shape, 0, a);
-  const inner = prod(first.shape, a + 1);
   const es = ITEM_SIZE[first.dtype];
-  const y = out(first.shape.map((d, i) => (i === a ? total : d)), first.dtype, be);
+  const y = out(outShape, first.dtype, be);
   let start = 0;
   for (const x of xs) {
     const run = x.shape[a]! * inner;
