@@ -10,7 +10,7 @@
 
 import { parseArgs } from 'node:util';
 import { GPTNeoX, resolveModelConfig, type NeoXModelKeys } from '../src/models/gpt_neox/index.js';
-import { AdamW, gradNormAndClip } from '../src/optim/index.js';
+import { AdamW, clipFactorOf, gradSquaredNorm } from '../src/optim/index.js';
 import { backward, kernelProfileReport, noGrad, profileKernels, scope, tensor } from '../src/tensor/index.js';
 import { selectBackend } from '../src/train/device.js';
 
@@ -61,16 +61,24 @@ async function main(): Promise<void> {
     let seed = 1;
     const randomIds = () => Int32Array.from({ length: mb * seq }, () => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % vocab);
     const mask = new Float32Array(mb * seq).fill(1);
+    // One step as the reference's: forward, backward, clip_grad_norm_(…, 1.0), AdamW; nothing read
+    // back to the host (the clip factor stays on the device).
+    let afterForward = 0;
     const step = (): void => {
       scope(() => {
         const ids = tensor(randomIds(), [mb, seq], 'i32', backend);
         const labels = tensor(randomIds(), [mb, seq], 'i32', backend);
-        backward(model.loss(ids, labels, tensor(mask, [mb, seq], 'f32', backend)));
+        const loss = model.loss(ids, labels, tensor(mask, [mb, seq], 'f32', backend), mb * seq);
+        afterForward = backend.memoryStats().allocated;
+        backward(loss);
       });
-      const { scale } = gradNormAndClip(params, 1.0); // as the reference: clip_grad_norm_(…, 1.0)
-      noGrad(() => opt.update(1e-4, scale));
+      scope(() => {
+        const sumSquares = gradSquaredNorm(params)!;
+        noGrad(() => opt.update(1e-4, 1, clipFactorOf(sumSquares, 1.0)));
+      });
       opt.zeroGrad();
     };
+    const weightsAndState = backend.memoryStats().allocated;
     for (let i = 0; i < warmup; i++) step();
     backend.synchronize();
     const profiling = process.env.NEOX_PROFILE_KERNELS === '1';
@@ -85,7 +93,9 @@ async function main(): Promise<void> {
       impl: 'neox-ts', model: name, device: backend.name, compute, seq, micro_batch: mb, steps,
       params: model.numParameters(), non_embedding_params: model.nonEmbeddingParameters(),
       tokens_per_sec: Math.round(tokensPerSec), tflops: +(flops / 1e12).toFixed(2), mfu: +(flops / PEAK_FLOPS).toFixed(4),
-      peak_mem_gb: +(backend.memoryStats().peak / 2 ** 30).toFixed(2),
+      peak_mem_gib: +(backend.memoryStats().peak / 2 ** 30).toFixed(2),
+      // where the memory goes: weights + AdamW state before the first step, and live after a forward
+      state_gib: +(weightsAndState / 2 ** 30).toFixed(2), after_forward_gib: +(afterForward / 2 ** 30).toFixed(2),
     }));
     if (profiling) {
       console.error(`kernel profile, ${name} (${steps} steps; device synchronized around each kernel):`);

@@ -483,6 +483,29 @@ test('adamw (fused, f32 master, optional bf16/f16 copy) matches torch.optim.Adam
   }
 });
 
+test('clipFactor and adamw with a device scale agree with the CPU; a NaN factor skips the update', { skip: noGpu }, () => {
+  scope(() => {
+    for (const [sumSq, maxNorm, normScale] of [[25, 1, 1], [25, 10, 1], [4e6, 1, 1 / 1024], [NaN, 1, 1], [Infinity, 0, 1]] as const) {
+      const onGpu = runKernel('clipFactor', [tensor([sumSq], [], 'f32', gpu!)], { maxNorm, normScale })[0]!.item();
+      const onCpu = runKernel('clipFactor', [tensor([sumSq], [], 'f32', cpu)], { maxNorm, normScale })[0]!.item();
+      if (Number.isNaN(onCpu)) assert.ok(Number.isNaN(onGpu), `clipFactor(${sumSq}, ${maxNorm}) is NaN`);
+      else assertClose([onGpu], [onCpu], { rtol: 1e-6 }, `clipFactor(${sumSq}, ${maxNorm}, ${normScale})`);
+    }
+    const n = 4099;
+    const p0 = values(n, 'f32'), gv = values(n, 'f32', 0.01);
+    const attrs = { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 1, gradScale: 0.5, scaleInput: true };
+    for (const factor of [0.25, NaN]) {
+      const [p, m, v] = [tensor(p0, [n], 'f32', gpu!), tensor(new Float32Array(n), [n], 'f32', gpu!), tensor(new Float32Array(n), [n], 'f32', gpu!)];
+      const [pc, mc, vc] = [tensor(p0, [n], 'f32', cpu), tensor(new Float32Array(n), [n], 'f32', cpu), tensor(new Float32Array(n), [n], 'f32', cpu)];
+      runKernel('adamw', [p, tensor(gv, [n], 'f32', gpu!), m, v, tensor([factor], [], 'f32', gpu!)], attrs);
+      runKernel('adamw', [pc, tensor(gv, [n], 'f32', cpu), mc, vc, tensor([factor], [], 'f32', cpu)], attrs);
+      assertClose(p.toFloat32(), pc.toFloat32(), { rtol: 1e-5, atol: 1e-7 }, `adamw factor ${factor}: param`);
+      assertClose(m.toFloat32(), mc.toFloat32(), { rtol: 1e-5, atol: 1e-9 }, `adamw factor ${factor}: exp_avg`);
+      if (Number.isNaN(factor)) assert.deepEqual(p.toFloat32(), Float32Array.from(p0), 'skipped: parameters untouched');
+    }
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // Coverage, and the kernels ported from the CPU's norm, activation, loss, dropout, shape, rotary
 

@@ -14,7 +14,7 @@ const f64 = (t: Tensor): Float64Array => Float64Array.from(t.toArray());
 test('every kernel of these families has a CPU implementation', () => {
   for (const k of ['permute', 'split', 'concat', 'layerNorm', 'layerNormBackward', 'rmsNorm', 'rmsNormBackward', 'scaleNorm',
     'scaleNormBackward', 'activation', 'activationBackward', 'gatedActivation', 'gatedActivationBackward', 'softmax',
-    'softmaxBackward', 'dropout', 'crossEntropy', 'crossEntropyBackward', 'adamw']) {
+    'softmaxBackward', 'dropout', 'crossEntropy', 'crossEntropyBackward', 'adamw', 'clipFactor']) {
     assert.ok(hasKernel(k, 'cpu'), k);
   }
 });
@@ -447,4 +447,37 @@ test('adamw matches torch.optim.AdamW over two steps, with gradScale and a bf16 
   assertClose(m1.toArray(), [0.1 * -1], { rtol: 1e-7 });
   assertClose(v1.toArray(), [0.001 * 1], { rtol: 1e-6 });
   assert.ok(Math.abs(bf16ToF32(f32ToBf16(0.5)) - 0.5) === 0);
+});
+
+test('clipFactor gives clip_grad_norm_\'s factor for the unscaled norm, NaN for a non-finite one', () => {
+  const factor = (sumSq: number, maxNorm: number, normScale = 1) =>
+    runKernel('clipFactor', [tensor([sumSq], [], 'f32')], { maxNorm, normScale })[0]!.item();
+  assertClose([factor(25, 1)], [1 / (5 + 1e-6)], { rtol: 1e-6 }); // norm 5 > 1
+  assert.equal(factor(25, 10), 1); // within the limit
+  assert.equal(factor(25, 0), 1); // no clipping
+  assertClose([factor(25 * 1024 * 1024, 2, 1 / 1024)], [2 / (5 + 1e-6)], { rtol: 1e-6 }); // a loss scale of 1024 undone
+  assert.ok(Number.isNaN(factor(NaN, 1)));
+  assert.ok(Number.isNaN(factor(Infinity, 0)), 'an overflow is reported even without clipping');
+});
+
+test('adamw with a device scale: the factor multiplies gradScale; a non-finite factor skips the update', () => {
+  const o = { lr: 0.01, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 1 };
+  const r = rng(71);
+  const n = 19;
+  const p0 = Array.from({ length: n }, () => r() * 2 - 1);
+  const g = Array.from({ length: n }, () => r() * 2 - 1);
+  const run = (gradScale: number, factor: number | null) => {
+    const p = tensor(p0, [n]), m = tensor(new Float32Array(n), [n]), v = tensor(new Float32Array(n), [n]);
+    const lowp = tensor(new Float32Array(n), [n], 'bf16');
+    const inputs = [p, tensor(g, [n]), m, v, lowp];
+    if (factor !== null) inputs.push(tensor([factor], [], 'f32'));
+    runKernel('adamw', inputs, { ...o, gradScale, scaleInput: factor !== null });
+    return { p: Array.from(p.toArray()), m: Array.from(m.toArray()), low: Array.from(lowp.toArray()) };
+  };
+  assert.deepEqual(run(0.5, 0.25), run(0.125, null), 'factor × gradScale');
+  const skipped = run(0.5, NaN);
+  assert.deepEqual(skipped.p, Array.from(Float32Array.from(p0)), 'parameters untouched');
+  assert.ok(skipped.m.every((x) => x === 0), 'moments untouched');
+  assert.ok(skipped.low.every((x) => x === 0), 'low-precision copy untouched');
+  assert.deepEqual(run(1, Infinity).p, Array.from(Float32Array.from(p0)));
 });

@@ -1,6 +1,7 @@
 // Ops: losses.
 //   crossEntropy(logits, labels)   fused over the vocabulary → { loss [N], lse [N] }; labels < 0 ignored
-//   maskedMeanLoss(loss, mask)     Σ(loss · mask) / Σ mask   (GPT-NeoX's loss-mask average)
+//   maskedMeanLoss(loss, mask, Σmask?)  Σ(loss · mask) / Σ mask   (GPT-NeoX's loss-mask average)
+//   hostSum(t)                     Σ t on the host
 
 import { registerGradient, runKernel } from '../tensor/engine.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -25,14 +26,22 @@ registerGradient('crossEntropy', ([dloss, dlse], [logits, labels], [, lse]) => {
   return [runKernel('crossEntropyBackward', [logits!, labels!, lse!, dloss], {})[0]!, null];
 });
 
-/** Σ(loss · mask) / Σ mask over all elements (0 when the mask is all zero). Σ mask is taken on the host. */
-export function maskedMeanLoss(loss: Tensor, mask: Tensor): Tensor {
+/**
+ * Σ(loss · mask) / Σ mask over all elements (0 when the mask is all zero). Σ mask is a host number:
+ * pass `maskSum` when the caller has it (the trainer counts its host copy), else the mask is read back.
+ */
+export function maskedMeanLoss(loss: Tensor, mask: Tensor, maskSum?: number): Tensor {
   if (mask.shape.length !== loss.shape.length || mask.shape.some((d, i) => d !== loss.shape[i])) {
     throw new Error(`maskedMeanLoss: mask [${mask.shape}] does not match loss [${loss.shape}]`);
   }
-  const m = cast(mask, loss.dtype);
-  const host = mask.dtype === 'f64' ? mask.toArray() : mask.toFloat32();
+  const total = maskSum ?? hostSum(mask);
+  return scale(sum(mul(loss, cast(mask, loss.dtype))), total === 0 ? 0 : 1 / total);
+}
+
+/** Σ of a tensor's values, read back to the host (waits for the device). */
+export function hostSum(t: Tensor): number {
+  const host = t.dtype === 'f64' ? t.toArray() : t.toFloat32();
   let total = 0;
   for (let i = 0; i < host.length; i++) total += host[i]!;
-  return scale(sum(mul(loss, m)), total === 0 ? 0 : 1 / total);
+  return total;
 }

@@ -1,5 +1,11 @@
 // AdamW with decoupled weight decay (torch.optim.AdamW semantics), parameter groups, and global
 // gradient-norm clipping folded into the update as a gradient scale (no extra pass over memory).
+//
+// The training step never waits for the norm: gradSquaredNorm() sums Σg² on the device,
+// clipFactorOf() turns it into the clip factor on the device, and update() hands that factor to the
+// fused kernel, which skips the update when it is not finite (fp16 overflow, a NaN gradient). The
+// host reads the norm afterwards, for the log and the loss scaler. gradNormAndClip() is the same
+// computation with the norm read first (ZeRO, tests).
 
 import { runKernel, zeros } from '../tensor/engine.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -32,19 +38,28 @@ export class AdamW {
     }
   }
 
-  /** Applies one update with learning rate `lr`, gradients multiplied by `gradScale` first. */
-  update(lr: number, gradScale = 1): void {
+  /**
+   * Applies one update with learning rate `lr`, gradients multiplied by `gradScale` first, and by
+   * the device scalar `factor` when given (the clip factor; a non-finite one skips the update on the
+   * device: then call undoStep()).
+   */
+  update(lr: number, gradScale = 1, factor?: Tensor): void {
     this.step++;
     for (const g of this.groups) {
       for (const p of g.params) {
         if (!p.grad) continue; // a parameter that received no gradient this step is left alone
         const s = this.state.get(p)!;
-        runKernel('adamw', [p, p.grad, s.m, s.v], {
+        runKernel('adamw', factor ? [p, p.grad, s.m, s.v, factor] : [p, p.grad, s.m, s.v], {
           lr, beta1: this.opts.betas[0], beta2: this.opts.betas[1], eps: this.opts.eps,
-          weightDecay: g.weightDecay, step: this.step, gradScale,
+          weightDecay: g.weightDecay, step: this.step, gradScale, scaleInput: !!factor,
         });
       }
     }
+  }
+
+  /** Takes back the step count of an update the device skipped (its factor was not finite). */
+  undoStep(): void {
+    this.step--;
   }
 
   zeroGrad(): void {
@@ -77,7 +92,15 @@ export class AdamW {
  * maxNorm ≤ 0 or the norm is within it), as torch.nn.utils.clip_grad_norm_ computes it.
  */
 export function gradNormAndClip(params: Tensor[], maxNorm: number): { norm: number; scale: number } {
-  // Σ‖g‖² accumulates on the device; one value comes back to the host per step.
+  const total = gradSquaredNorm(params);
+  const norm = total ? Math.sqrt(total.item()) : 0;
+  total?.dispose();
+  const scale = maxNorm > 0 && norm > maxNorm ? maxNorm / (norm + 1e-6) : 1;
+  return { norm, scale };
+}
+
+/** Σ‖g‖² over the parameters' gradients, [] f32 on the device (null when none has a gradient). */
+export function gradSquaredNorm(params: readonly Tensor[]): Tensor | null {
   let total: Tensor | null = null;
   for (const p of params) {
     if (!p.grad) continue;
@@ -89,8 +112,13 @@ export function gradNormAndClip(params: Tensor[], maxNorm: number): { norm: numb
       total = s;
     }
   }
-  const norm = total ? Math.sqrt(total.item()) : 0;
-  total?.dispose();
-  const scale = maxNorm > 0 && norm > maxNorm ? maxNorm / (norm + 1e-6) : 1;
-  return { norm, scale };
+  return total;
+}
+
+/**
+ * The clip factor of torch.nn.utils.clip_grad_norm_ from Σ‖g‖² [] on the device, for the true norm
+ * √Σ‖g‖² · normScale (normScale undoes a loss scale); NaN when that norm is not finite.
+ */
+export function clipFactorOf(sumSquares: Tensor, maxNorm: number, normScale = 1): Tensor {
+  return runKernel('clipFactor', [sumSquares], { maxNorm, normScale })[0]!;
 }

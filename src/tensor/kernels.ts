@@ -111,8 +111,17 @@ export interface KernelAttrs {
   checkpoint: { fn: (inputs: Tensor[]) => Tensor };
 
   // --- optimizer
-  /** In place on (param f32, grad f32, m f32, v f32[, paramLowp bf16/f16]): AdamW step; no outputs. */
-  adamw: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; gradScale: number };
+  /**
+   * In place on (param f32, grad f32, m f32, v f32[, paramLowp bf16/f16][, scale [] f32]): AdamW step; no
+   * outputs. With `scaleInput`, the last input is a device factor multiplied into gradScale (the
+   * clip factor, so the host never waits for the norm); a non-finite factor skips the update.
+   */
+  adamw: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; gradScale: number; scaleInput?: boolean };
+  /**
+   * Σg² [] f32 → clip factor [] f32: norm = √Σg² · normScale; maxNorm > 0 and norm > maxNorm give
+   * maxNorm / (norm + 1e-6) (torch's clip_grad_norm_), otherwise 1; a non-finite norm gives NaN.
+   */
+  clipFactor: { maxNorm: number; normScale: number };
 }
 
 export type KernelName = keyof KernelAttrs;
@@ -123,6 +132,7 @@ export const KERNEL_NAMES = [
   'layerNorm', 'layerNormBackward', 'rmsNorm', 'rmsNormBackward', 'scaleNorm', 'scaleNormBackward',
   'activation', 'activationBackward', 'gatedActivation', 'gatedActivationBackward', 'softmax', 'softmaxBackward',
   'dropout', 'rotary', 'attention', 'attentionBackward', 'crossEntropy', 'crossEntropyBackward', 'checkpoint', 'adamw',
+  'clipFactor',
 ] as const satisfies readonly KernelName[];
 
 // A compile-time check that KERNEL_NAMES lists every declared kernel.

@@ -236,14 +236,17 @@ export class GPTNeoX extends Module {
     return ops.linear(x, atCompute(this.embed_out ?? this.embed_in.weight, this.precision)); // (B, T, V)
   }
 
-  /** Mean cross-entropy over positions where mask = 1: ids, labels (B, T) i32, mask (B, T) f32. */
-  loss(ids: Tensor, labels: Tensor, mask: Tensor): Tensor {
+  /**
+   * Mean cross-entropy over positions where mask = 1: ids, labels (B, T) i32, mask (B, T) f32.
+   * `maskSum` (Σ mask, when the caller knows it) spares reading the mask back from the device.
+   */
+  loss(ids: Tensor, labels: Tensor, mask: Tensor, maskSum?: number): Tensor {
     const N = ids.numel;
     if (this.lossChunk <= 0 || N <= this.lossChunk) {
       const logits = this.forward(ids); // (B, T, V)
       const V = this.cfg.vocabSize;
       const { loss } = ops.crossEntropy(ops.reshape(logits, [logits.numel / V, V]), ops.reshape(labels, [N]));
-      return ops.maskedMeanLoss(loss, ops.cast(ops.reshape(mask, [N]), loss.dtype));
+      return ops.maskedMeanLoss(loss, ops.cast(ops.reshape(mask, [N]), loss.dtype), maskSum);
     }
     // Chunked output head: the (N, V) logits never exist at once. Each chunk of rows is projected,
     // scored and reduced to its masked loss sum under activation checkpointing, so backward
@@ -263,9 +266,7 @@ export class GPTNeoX extends Module {
       }, [xc, w]);
       total = total ? ops.add(total, part) : part;
     });
-    const host = mask.dtype === 'f64' ? mask.toArray() : mask.toFloat32();
-    let count = 0;
-    for (let i = 0; i < host.length; i++) count += host[i]!;
+    const count = maskSum ?? ops.hostSum(mask);
     return ops.scale(total!, count === 0 ? 0 : 1 / count);
   }
 

@@ -7,14 +7,24 @@
 //             param −= (lr / (1 − β1^step)) · m / (√v / √(1 − β2^step) + eps)
 //           `step` is the 1-based number of this update. Arithmetic is f64; m, v and the decayed
 //           param are stored (rounded to f32) before use, as torch's in-place f32 ops do. paramLowp (bf16 or f16, same length) is refreshed
-//           from the new param with round-to-nearest-even.
+//           from the new param with round-to-nearest-even. With `scaleInput`, the last input is a
+//           [] f32 factor multiplied into gradScale; a non-finite factor leaves everything untouched.
+//   clipFactor  Σg² [] → [] the clip factor of torch.nn.utils.clip_grad_norm_ (NaN for a non-finite norm)
 
 import { f32ToBf16, f32ToF16 } from '../../../tensor/dtype.js';
 import { registerKernel } from '../../../tensor/engine.js';
 import { arr } from '../backend.js';
-import { f } from './util.js';
+import { f, out } from './util.js';
 
-registerKernel('adamw', 'cpu', ([param, grad, m, v, lowp], { lr, beta1, beta2, eps, weightDecay, step, gradScale }) => {
+registerKernel('adamw', 'cpu', (inputs, { lr, beta1, beta2, eps, weightDecay, step, gradScale: baseScale, scaleInput }) => {
+  const [param, grad, m, v] = inputs;
+  const lowp = inputs.length > (scaleInput ? 5 : 4) ? inputs[4] : undefined;
+  let gradScale = baseScale;
+  if (scaleInput) {
+    const factor = f(inputs.at(-1)!, 'adamw scale')[0]!;
+    if (!Number.isFinite(factor)) return []; // overflow or a non-finite norm: the step is skipped
+    gradScale *= factor;
+  }
   const P = f(param!, 'adamw'), G = f(grad!, 'adamw'), M = f(m!, 'adamw'), V = f(v!, 'adamw');
   const n = P.length;
   for (const t of [grad!, m!, v!]) {
@@ -41,4 +51,12 @@ registerKernel('adamw', 'cpu', ([param, grad, m, v, lowp], { lr, beta1, beta2, e
     else throw new Error(`adamw: the low-precision copy must be bf16 or f16, got ${lowp.dtype}`);
   }
   return [];
+});
+
+registerKernel('clipFactor', 'cpu', ([sumSq], { maxNorm, normScale }, be) => {
+  if (sumSq!.numel !== 1) throw new Error(`clipFactor: expects one value (Σg²), got [${sumSq!.shape}]`);
+  const norm = Math.sqrt(f(sumSq!, 'clipFactor')[0]!) * normScale;
+  const y = out([], 'f32', be);
+  f(y, 'clipFactor')[0] = !Number.isFinite(norm) ? NaN : maxNorm > 0 && norm > maxNorm ? maxNorm / (norm + 1e-6) : 1;
+  return [y];
 });

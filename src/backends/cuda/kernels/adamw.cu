@@ -1,6 +1,8 @@
 // Fused AdamW (torch.optim.AdamW semantics, decoupled weight decay), one pass over memory.
 // defines: adamw_<g>, adamw_<g>_<l>   p f32, grad <g>, m f32, v f32 [, lowp <l>] — all [n], in place
 // (<g> in f32, bf16; <l> in bf16, f16: a low-precision copy of the updated parameter).
+// `scaleIn` (nullable, one f32 on the device) multiplies gradScale; non-finite, the update is skipped.
+// clip_factor: sumsq [1] → out [1], torch's clip_grad_norm_ factor (NaN for a non-finite norm).
 //
 // With g = grad · gradScale, per element, in the CPU kernel's order (backends/cpu/kernels/optim.ts):
 //   m ← β1 m + (1 − β1) g
@@ -12,7 +14,12 @@
 template <typename G, typename L, bool LOWP>
 __device__ void adamw(float* __restrict__ p, const G* __restrict__ grad, float* __restrict__ m, float* __restrict__ v,
                       L* __restrict__ lowp, i64 n, float decay, float stepSize, float beta1, float beta2, float eps,
-                      float rsqrtBc2, float gradScale) {
+                      float rsqrtBc2, float gradScale, const float* __restrict__ scaleIn) {
+  if (scaleIn) {
+    const float s = *scaleIn;
+    if (!isfinite(s)) return;
+    gradScale *= s;
+  }
   GRID_STRIDE(i, n) {
     const float g = to_f32(grad[i]) * gradScale;
     const float mi = beta1 * m[i] + (1.f - beta1) * g;
@@ -26,8 +33,8 @@ __device__ void adamw(float* __restrict__ p, const G* __restrict__ grad, float* 
   }
 }
 
-#define ADAMW_ARGS i64 n, float decay, float stepSize, float beta1, float beta2, float eps, float rsqrtBc2, float gradScale
-#define ADAMW_PASS n, decay, stepSize, beta1, beta2, eps, rsqrtBc2, gradScale
+#define ADAMW_ARGS i64 n, float decay, float stepSize, float beta1, float beta2, float eps, float rsqrtBc2, float gradScale, const float* scaleIn
+#define ADAMW_PASS n, decay, stepSize, beta1, beta2, eps, rsqrtBc2, gradScale, scaleIn
 
 #define DEFINE_ADAMW(G, GN)                                                                              \
   extern "C" __global__ void adamw_##GN(float* p, const G* g, float* m, float* v, ADAMW_ARGS) {           \
@@ -41,3 +48,9 @@ __device__ void adamw(float* __restrict__ p, const G* __restrict__ grad, float* 
   }
 DEFINE_ADAMW(float, f32)
 DEFINE_ADAMW(bf16, bf16)
+
+extern "C" __global__ void clip_factor(const float* sumsq, float* out, float maxNorm, float normScale) {
+  if (threadIdx.x != 0 || blockIdx.x != 0) return;
+  const float norm = sqrtf(*sumsq) * normScale;
+  *out = !isfinite(norm) ? nanf("") : (maxNorm > 0.f && norm > maxNorm) ? maxNorm / (norm + 1e-6f) : 1.f;
+}

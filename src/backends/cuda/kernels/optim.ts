@@ -1,12 +1,16 @@
 // CUDA kernel: fused AdamW (adamw.cu), one pass over p, grad, m, v and the optional low-precision
 // copy of p, in the CPU kernel's order of operations. Bias corrections and the decay factor are
-// computed here in f64, once per call.
+// computed here in f64, once per call. clipFactor turns Σg² into the clip factor on the device.
 
 import { registerKernel } from '../../../tensor/engine.js';
-import { cuda, ptr } from './util.js';
+import { cuda, out, ptr } from './util.js';
 
-registerKernel('adamw', 'cuda', ([p, g, m, v, lowp], { lr, beta1, beta2, eps, weightDecay, step, gradScale }, backend) => {
+registerKernel('adamw', 'cuda', (inputs, { lr, beta1, beta2, eps, weightDecay, step, gradScale, scaleInput }, backend) => {
   const be = cuda(backend);
+  const [p, g, m, v] = inputs;
+  const lowp = inputs.length > (scaleInput ? 5 : 4) ? inputs[4] : undefined;
+  const scaleIn = scaleInput ? inputs.at(-1)! : null;
+  if (scaleIn && (scaleIn.dtype !== 'f32' || scaleIn.numel !== 1)) throw new Error(`adamw: the scale input must be one f32, got [${scaleIn.shape}] ${scaleIn.dtype}`);
   for (const [t, what] of [[p, 'param'], [m, 'exp_avg'], [v, 'exp_avg_sq']] as const) {
     if (t!.dtype !== 'f32') throw new Error(`adamw: ${what} must be f32, got ${t!.dtype}`);
   }
@@ -21,11 +25,19 @@ registerKernel('adamw', 'cuda', ([p, g, m, v, lowp], { lr, beta1, beta2, eps, we
   const stepSize = lr / (1 - beta1 ** step);
   const rsqrtBc2 = 1 / Math.sqrt(1 - beta2 ** step);
   const name = lowp ? `adamw_${g!.dtype}_${lowp.dtype}` : `adamw_${g!.dtype}`;
-  const scalars = [n, decay, stepSize, beta1, beta2, eps, rsqrtBc2, gradScale];
+  const scalars = [n, decay, stepSize, beta1, beta2, eps, rsqrtBc2, gradScale, scaleIn ? ptr(scaleIn) : 0];
   if (lowp) {
-    be.kernel('adamw.cu', name, 'ppppplfffffff').launch(be.grid(n), 256, ptr(p!), ptr(g!), ptr(m!), ptr(v!), ptr(lowp), ...scalars);
+    be.kernel('adamw.cu', name, 'ppppplfffffffp').launch(be.grid(n), 256, ptr(p!), ptr(g!), ptr(m!), ptr(v!), ptr(lowp), ...scalars);
   } else {
-    be.kernel('adamw.cu', name, 'pppplfffffff').launch(be.grid(n), 256, ptr(p!), ptr(g!), ptr(m!), ptr(v!), ...scalars);
+    be.kernel('adamw.cu', name, 'pppplfffffffp').launch(be.grid(n), 256, ptr(p!), ptr(g!), ptr(m!), ptr(v!), ...scalars);
   }
   return [];
+});
+
+registerKernel('clipFactor', 'cuda', ([sumSq], { maxNorm, normScale }, backend) => {
+  const be = cuda(backend);
+  if (sumSq!.numel !== 1 || sumSq!.dtype !== 'f32') throw new Error(`clipFactor: expects one f32 (Σg²), got [${sumSq!.shape}] ${sumSq!.dtype}`);
+  const y = out([], 'f32', be);
+  be.kernel('adamw.cu', 'clip_factor', 'ppff').launch(1, 32, ptr(sumSq!), ptr(y), maxNorm, normScale);
+  return [y];
 });
