@@ -2,26 +2,67 @@
 # One GPU session's checks and measurements, for the device host (no Node there: pack.sh's
 # bundle provides it). From the project root, after `npm install && ../shared/gpu/pack.sh`:
 #     run: source .gpu/setup.sh && bash bench/gpu_run.sh   (carry .gpu)
-# Writes everything under $OUT (or ./gpu-out): tests, NeoX.ts and PyTorch throughput in the same run.
+# Writes everything under $OUT (or ./gpu-out): one log per stage, and a summary line per stage
+# (exit status, seconds) on stdout. STAGES picks stages (default: all, in this order):
+#   tests     CUDA and NCCL test files (CUDA_TESTS overrides the list)
+#   hf        our to-hf output of the fixtures loads in transformers with the fixture's logits
+#   data      pyarrow-written parquet fixtures, and preprocessing vs Python `tokenizers`
+#   bench     NeoX.ts (BENCH_MODELS, also with --loss-chunk for CHUNK_MODELS) and PyTorch eager
+#   npmtest   the whole `npm test` with a GPU present
 set -uo pipefail
 out=${OUT:-gpu-out}
 mkdir -p "$out"
+stages=" ${STAGES:-tests hf data bench npmtest} "
+want() { [[ "$stages" == *" $1 "* ]]; }
+stage() { # stage NAME SECONDS CMD...: runs CMD with a time limit, log in $out/NAME.txt
+  local name=$1 limit=$2 t0=$SECONDS
+  shift 2
+  timeout "$limit" "$@" > "$out/$name.txt" 2>&1
+  echo "stage $name: rc=$? $((SECONDS - t0))s"
+}
+
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu.txt" 2>&1
-npx tsc -p . > "$out/tsc.txt" 2>&1
-node bin/neox.js doctor > "$out/doctor.txt" 2>&1
-node --test ${CUDA_TESTS:-dist/tests/cuda.test.js dist/tests/cuda_attention.test.js dist/tests/cuda_train.test.js} > "$out/cuda_tests.txt" 2>&1
-grep -E '^# (pass|fail|skipped)|^not ok' "$out/cuda_tests.txt"
-# Hugging Face export: our to-hf output loads in transformers and gives the fixture's logits.
-rt=$(mktemp -d)
-for m in gpt_neox llama mistral; do
-  node bin/neox.js convert from-hf "tests/fixtures/hf/$m" "$rt/$m-neox" > /dev/null &&
-  node bin/neox.js convert to-hf "$rt/$m-neox" "$rt/$m-hf" > /dev/null
-done
-python3 tools/check_hf_export.py "$rt/gpt_neox-hf:tests/fixtures/hf/gpt_neox" "$rt/llama-hf:tests/fixtures/hf/llama" \
-  "$rt/mistral-hf:tests/fixtures/hf/mistral" > "$out/hf_export.jsonl" 2>&1
-cat "$out/hf_export.jsonl"
-for m in ${BENCH_MODELS:-pythia-160m pythia-410m pythia-1.4b}; do
-  node dist/bench/train_bench.js "$m" --device cuda >> "$out/bench_neox.jsonl" 2>> "$out/bench_neox.err"
-done
-python3 .gpu/bench/torch_reference.py ${BENCH_MODELS:-pythia-160m pythia-410m pythia-1.4b} > "$out/bench_torch.jsonl" 2>&1
-cat "$out/bench_neox.jsonl" "$out/bench_torch.jsonl"; tail -5 "$out/bench_neox.err" 2>/dev/null
+git rev-parse HEAD > "$out/commit.txt" 2>/dev/null
+stage tsc 120 npx tsc -p .
+stage doctor 60 node bin/neox.js doctor
+
+if want tests; then
+  stage cuda_tests 300 node --test ${CUDA_TESTS:-dist/tests/cuda.test.js dist/tests/cuda_attention.test.js dist/tests/cuda_train.test.js dist/tests/cuda_infer.test.js dist/tests/nccl.test.js}
+  grep -E '^# (pass|fail|skipped)|^not ok' "$out/cuda_tests.txt"
+fi
+
+if want hf; then
+  rt=$(mktemp -d)
+  for m in gpt_neox llama mistral; do
+    node bin/neox.js convert from-hf "tests/fixtures/hf/$m" "$rt/$m-neox" > /dev/null &&
+      node bin/neox.js convert to-hf "$rt/$m-neox" "$rt/$m-hf" > /dev/null
+  done
+  stage hf_export 180 python3 tools/check_hf_export.py "$rt/gpt_neox-hf:tests/fixtures/hf/gpt_neox" "$rt/llama-hf:tests/fixtures/hf/llama" \
+    "$rt/mistral-hf:tests/fixtures/hf/mistral"
+fi
+
+if want data; then
+  mkdir -p "$out/parquet"
+  stage parquet 60 python3 tests/fixtures/data/make_parquet_fixtures.py "$out/parquet"
+  stage preprocess_bench 240 node dist/bench/preprocess.js --mb 16 --pin --python --tokenizers gpt2bpe,hf-bytelevel --write-docs
+  cp docs/benchmarks.md "$out/benchmarks_after_preprocess.md"
+fi
+
+if want bench; then
+  for m in ${BENCH_MODELS:-pythia-160m pythia-410m pythia-1.4b}; do
+    stage "bench_neox_$m" 150 node dist/bench/train_bench.js "$m" --device cuda
+    grep '^{' "$out/bench_neox_$m.txt" >> "$out/bench_neox.jsonl"
+  done
+  for m in ${CHUNK_MODELS:-pythia-410m pythia-1.4b}; do
+    stage "bench_neox_${m}_chunk" 150 node dist/bench/train_bench.js "$m" --device cuda --loss-chunk 8192
+    grep '^{' "$out/bench_neox_${m}_chunk.txt" | sed 's/^{/{"loss_chunk":8192,/' >> "$out/bench_neox.jsonl"
+  done
+  stage bench_torch 300 python3 .gpu/bench/torch_reference.py ${BENCH_MODELS:-pythia-160m pythia-410m pythia-1.4b}
+  grep '^{' "$out/bench_torch.txt" > "$out/bench_torch.jsonl"
+  cat "$out/bench_neox.jsonl" "$out/bench_torch.jsonl"
+fi
+
+if want npmtest; then
+  stage npm_test 400 npm test
+  grep -E '^# (tests|pass|fail|skipped)|^not ok' "$out/npm_test.txt"
+fi

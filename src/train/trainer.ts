@@ -16,7 +16,7 @@ import { indexPaths } from '../data/indexed_dataset.js';
 import { preprocess } from '../data/preprocess.js';
 import { GPTNeoX, resolveModelConfig } from '../models/gpt_neox/index.js';
 import * as ops from '../ops/index.js';
-import { AdamW, gradNormAndClip, learningRate, type ScheduleOptions } from '../optim/index.js';
+import { AdamW, clipFactorOf, gradSquaredNorm, learningRate, type ScheduleOptions } from '../optim/index.js';
 import type { Backend } from '../tensor/backend.js';
 import { backward, noGrad, scope, tensor, zeros } from '../tensor/engine.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -148,28 +148,43 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
       const k = iteration * gas + m; // loader step
       model.setDropoutSeed(cfg.seed + k * 2 ** 32);
       scope(() => {
-        const [ids, labels, mask] = toTensors(trainBatches.batch(k), seqLength);
-        const loss = model.loss(ids, labels, mask);
+        const [ids, labels, mask, maskCount] = toTensors(trainBatches.batch(k), seqLength);
+        const loss = model.loss(ids, labels, mask, maskCount);
         const factor = (lossScaler?.scale ?? 1) / gas;
         // The factor rides in as the seed gradient, so `loss` stays the root (and stays readable).
         backward(loss, factor === 1 ? undefined : ops.fill([], factor, loss.dtype, backend));
         ops.addInPlace(lossSum, ops.cast(loss, 'f32'));
       });
     }
-    const localLoss = lossSum.item() / gas;
-    lossSum.dispose();
-    const loss = dist ? (await dist.allReduceNumbers([localLoss]))[0]! : localLoss;
+    // The mean loss of the iteration over all ranks (reading it waits for the device).
+    const readLoss = async (): Promise<number> => {
+      const local = lossSum.item() / gas;
+      lossSum.dispose();
+      return dist ? (await dist.allReduceNumbers([local]))[0]! : local;
+    };
     let norm: number;
+    let loss: number;
     if (optimizer instanceof ZeroOptimizer) {
+      loss = await readLoss();
       if (!Number.isFinite(loss)) throw nonFinite(loss, iteration, cfg, optimizer);
       // Reduce-scatter the gradients, clip by the global norm, update this rank's shard, all-gather the parameters.
       norm = (await optimizer.update(lr, cfg.gradient_clipping)).norm;
     } else {
       if (dist) await dist.syncGradients(params);
       // fp16: gradients carry the loss scale; an overflow skips the step and lowers the scale.
+      // The clip factor stays on the device and the update skips itself when the norm is not
+      // finite, so the host reads the norm only now, after the step is queued.
       const unscale = 1 / (lossScaler?.scale ?? 1);
-      const clip = gradNormAndClip(params, cfg.gradient_clipping / unscale);
-      norm = clip.norm * unscale;
+      const sumSquares = gradSquaredNorm(params);
+      if (sumSquares) {
+        noGrad(() => scope(() => optimizer.update(lr, unscale, clipFactorOf(sumSquares, cfg.gradient_clipping, unscale))));
+        norm = Math.sqrt(sumSquares.item()) * unscale;
+        sumSquares.dispose();
+      } else {
+        norm = 0;
+      }
+      loss = await readLoss();
+      if (!Number.isFinite(norm)) optimizer.undoStep(); // the device skipped it
       if (lossScaler && !lossScaler.update(Number.isFinite(norm))) {
         optimizer.zeroGrad();
         log.info(`iteration ${iteration + 1}: gradient overflow, step skipped; loss scale now ${lossScaler.scale}`);
@@ -177,7 +192,7 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
         continue;
       }
       if (!Number.isFinite(loss)) throw nonFinite(loss, iteration, cfg, optimizer);
-      noGrad(() => optimizer.update(lr, clip.scale * unscale));
+      if (!Number.isFinite(norm)) throw nonFinite(norm, iteration, cfg, optimizer, 'gradient norm');
     }
     optimizer.zeroGrad();
     iteration++;
@@ -246,8 +261,11 @@ function formatDuration(ms: number): string {
   return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : m > 0 ? `${m}m${String(sec).padStart(2, '0')}s` : `${sec}s`;
 }
 
-/** A batch's ids, labels (rows, T) i32 and loss mask (rows, T) f32 on the device, each row cut to `length` (curriculum). */
-function batchTensors(b: Batch, backend: Backend, length: number): readonly [Tensor, Tensor, Tensor] {
+/**
+ * A batch's ids, labels (rows, T) i32 and loss mask (rows, T) f32 on the device, each row cut to
+ * `length` (curriculum), and the mask's sum (from the host copy, so the loss never reads it back).
+ */
+function batchTensors(b: Batch, backend: Backend, length: number): readonly [Tensor, Tensor, Tensor, number] {
   const cut = <A extends Int32Array | Float32Array>(a: A): A => {
     if (length === b.seqLength) return a;
     const out = new (a.constructor as new (n: number) => A)(b.rows * length);
@@ -255,7 +273,10 @@ function batchTensors(b: Batch, backend: Backend, length: number): readonly [Ten
     return out;
   };
   const shape = [b.rows, length];
-  return [tensor(cut(b.tokens), shape, 'i32', backend), tensor(cut(b.labels), shape, 'i32', backend), tensor(cut(b.lossMask), shape, 'f32', backend)];
+  const mask = cut(b.lossMask);
+  let count = 0;
+  for (let i = 0; i < mask.length; i++) count += mask[i]!;
+  return [tensor(cut(b.tokens), shape, 'i32', backend), tensor(cut(b.labels), shape, 'i32', backend), tensor(mask, shape, 'f32', backend), count];
 }
 
 /** fp16 dynamic loss scaling (DeepSpeed's rules: halve on overflow after `hysteresis` overflows, double after `loss_scale_window` good steps). */
@@ -288,13 +309,13 @@ export class LossScaler {
 
 /** Mean loss over `iters` validation batches starting at loader step `start`, without gradients. */
 function evaluate(model: GPTNeoX, batches: BatchIterator, start: number, iters: number,
-  toTensors: (b: Batch) => readonly [Tensor, Tensor, Tensor]): number {
+  toTensors: (b: Batch) => readonly [Tensor, Tensor, Tensor, number]): number {
   model.eval();
   let sum = 0;
   for (let i = 0; i < iters; i++) {
     sum += noGrad(() => scope(() => {
-      const [ids, labels, mask] = toTensors(batches.batch(start + i));
-      return model.loss(ids, labels, mask).item();
+      const [ids, labels, mask, count] = toTensors(batches.batch(start + i));
+      return model.loss(ids, labels, mask, count).item();
     }));
   }
   model.train();
@@ -329,9 +350,9 @@ async function ensureData(cfg: NeoXConfig, log: TrainLogger): Promise<void> {
 }
 
 /** The error for a non-finite loss (the gradients are dropped; nothing is saved). */
-function nonFinite(loss: number, iteration: number, cfg: NeoXConfig, optimizer: AdamW | ZeroOptimizer): TrainingError {
+function nonFinite(value: number, iteration: number, cfg: NeoXConfig, optimizer: AdamW | ZeroOptimizer, what = 'loss'): TrainingError {
   optimizer.zeroGrad();
-  return new TrainingError(`loss is ${loss} at iteration ${iteration + 1}; stopping. ` +
+  return new TrainingError(`${what} is ${value} at iteration ${iteration + 1}; stopping. ` +
     `${cfg.save ? `The last good checkpoint in ${cfg.save} is untouched. ` : ''}Try a lower learning rate or gradient_clipping.`);
 }
 
