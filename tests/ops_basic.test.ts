@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as ops from '../src/ops/index.js';
-import { backward, scope, tensor, zeros } from '../src/tensor/index.js';
+import { type Tensor, backward, scope, tensor, zeros } from '../src/tensor/index.js';
 import { assertClose, gradcheck, randn } from './helpers/check.js';
 
 function naiveMatmul(a: Float64Array, b: Float64Array, M: number, N: number, K: number, tA: boolean, tB: boolean): Float64Array {
@@ -107,4 +107,32 @@ test('scope disposes intermediates but keeps returned and kept tensors', () => {
   assert.equal(kept.disposed, false);
   assert.equal(r.disposed, false);
   assert.throws(() => inner.toArray(), /used after dispose/);
+});
+
+test('a scope frees intermediates no gradient reads, keeps the saved ones, and backward still walks through both', () => {
+  const n = 1000;
+  const w = tensor(Float64Array.from({ length: n }, (_, i) => (i % 7) - 3), [n], 'f64');
+  w.requiresGrad = true;
+  let a: Tensor | null = null, b: Tensor | null = null;
+  scope(() => {
+    const out = scope(() => {
+      a = ops.scale(w, 2); // read by no gradient (add's): freed when this scope ends
+      b = ops.add(a, a); // mul's gradient reads it: saved, handed to the enclosing scope
+      return ops.mul(b, b);
+    });
+    assert.ok(a!.disposed, 'the unsaved intermediate was freed');
+    assert.ok(!b!.disposed, 'the saved one survives');
+    backward(ops.sum(out));
+  });
+  assert.ok(b!.disposed, 'backward (or the enclosing scope) freed the saved one');
+  // out = (4w)² → d/dw = 32w
+  assertClose(w.grad!.toArray(), Array.from(w.toArray(), (x) => 32 * x), { rtol: 1e-12 });
+  // Without an enclosing scope nothing outlives the scope (no tape to keep tensors for).
+  let c: Tensor | null = null;
+  scope(() => {
+    c = ops.add(w, w);
+    return ops.mul(c, c);
+  });
+  assert.ok(c!.disposed);
+  w.grad!.dispose();
 });

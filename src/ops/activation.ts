@@ -18,7 +18,7 @@ export function activation(x: Tensor, kind: ActivationKind): Tensor {
   checkKind('activation', kind);
   return runKernel('activation', [x], { kind })[0]!;
 }
-registerGradient('activation', ([dy], [x], _y, { kind }) => [dy && runKernel('activationBackward', [x!, dy], { kind })[0]!]);
+registerGradient('activation', ([dy], [x], _y, { kind }) => [dy && runKernel('activationBackward', [x!, dy], { kind })[0]!], { inputs: [0] });
 
 /** x [.., 2F] = [up ‖ gate] → act(gate) · up  [.., F]. */
 export function gatedActivation(x: Tensor, kind: ActivationKind): Tensor {
@@ -26,11 +26,11 @@ export function gatedActivation(x: Tensor, kind: ActivationKind): Tensor {
   if (x.ndim < 1 || x.dim(-1) % 2 !== 0) throw new Error(`gatedActivation: last dim of [${x.shape}] must be even`);
   return runKernel('gatedActivation', [x], { kind })[0]!;
 }
-registerGradient('gatedActivation', ([dy], [x], _y, { kind }) => [dy && runKernel('gatedActivationBackward', [x!, dy], { kind })[0]!]);
+registerGradient('gatedActivation', ([dy], [x], _y, { kind }) => [dy && runKernel('gatedActivationBackward', [x!, dy], { kind })[0]!], { inputs: [0] });
 
 /** Softmax over the last dim. */
 export function softmax(x: Tensor): Tensor {
   if (x.ndim < 1) throw new Error('softmax: x must have at least one dim');
   return runKernel('softmax', [x], {})[0]!;
 }
-registerGradient('softmax', ([dy], _x, [y]) => [dy && runKernel('softmaxBackward', [y!, dy], {})[0]!]);
+registerGradient('softmax', ([dy], _x, [y]) => [dy && runKernel('softmaxBackward', [y!, dy], {})[0]!], { outputs: [0] });

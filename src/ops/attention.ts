@@ -100,7 +100,7 @@ export function rotary(x: Tensor, rotaryDims: number, base: number, offset = 0):
   return runKernel('rotary', [x], { rotaryDims, base, offset, inverse: false })[0]!;
 }
 // The rotation is orthogonal, so its gradient is the rotation by the opposite angle.
-registerGradient('rotary', ([dy], _x, _y, attrs) => [dy && runKernel('rotary', [dy], { ...attrs, inverse: !attrs.inverse })[0]!]);
+registerGradient('rotary', ([dy], _x, _y, attrs) => [dy && runKernel('rotary', [dy], { ...attrs, inverse: !attrs.inverse })[0]!], {});
 
 // ---------------------------------------------------------------------------------------------
 // Attention
@@ -144,4 +144,4 @@ registerGradient('attention', ([dO], [q, k, v], [o, lse], attrs) => {
   if (!dO) return [null, null, null]; // lse is internal: nothing but o carries a gradient
   const [dq, dk, dv] = runKernel('attentionBackward', [q!, k!, v!, o!, lse!, dO], attrs);
   return [dq!, dk!, dv!];
-});
+}, { inputs: [0, 1, 2], outputs: [0, 1] });

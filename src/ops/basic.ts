@@ -16,7 +16,7 @@ export function fill(shape: readonly number[], value: number, dtype: DType, back
 export function cast(x: Tensor, dtype: DType): Tensor {
   return x.dtype === dtype ? x : one(runKernel('cast', [x], { dtype }));
 }
-registerGradient('cast', ([dy], [x]) => [dy ? cast(dy, x!.dtype) : null]);
+registerGradient('cast', ([dy], [x]) => [dy ? cast(dy, x!.dtype) : null], {});
 
 // --- elementwise: b has a's shape, or a suffix of it (broadcast over a's leading dims)
 
@@ -37,24 +37,24 @@ export function add(a: Tensor, b: Tensor): Tensor {
   checkBroadcast('add', a, b);
   return one(runKernel('add', [a, b], {}));
 }
-registerGradient('add', ([dy], [, b]) => [dy, dy && reduceTo(dy, b!)]);
+registerGradient('add', ([dy], [, b]) => [dy, dy && reduceTo(dy, b!)], {});
 
 export function sub(a: Tensor, b: Tensor): Tensor {
   checkBroadcast('sub', a, b);
   return one(runKernel('sub', [a, b], {}));
 }
-registerGradient('sub', ([dy], [, b]) => [dy, dy && reduceTo(scale(dy, -1), b!)]);
+registerGradient('sub', ([dy], [, b]) => [dy, dy && reduceTo(scale(dy, -1), b!)], {});
 
 export function mul(a: Tensor, b: Tensor): Tensor {
   checkBroadcast('mul', a, b);
   return one(runKernel('mul', [a, b], {}));
 }
-registerGradient('mul', ([dy], [a, b]) => [dy && mul(dy, b!), dy && reduceTo(mul(dy, a!), b!)]);
+registerGradient('mul', ([dy], [a, b]) => [dy && mul(dy, b!), dy && reduceTo(mul(dy, a!), b!)], { inputs: [0, 1] });
 
 export function scale(x: Tensor, alpha: number): Tensor {
   return one(runKernel('scale', [x], { alpha }));
 }
-registerGradient('scale', ([dy], _x, _y, { alpha }) => [dy && scale(dy, alpha)]);
+registerGradient('scale', ([dy], _x, _y, { alpha }) => [dy && scale(dy, alpha)], {});
 
 /** a += alpha · b (no gradient; for optimizers and accumulation). */
 export function addInPlace(a: Tensor, b: Tensor, alpha = 1): void {
@@ -74,7 +74,7 @@ registerGradient('sum', ([dy], [x]) => {
   // d(sum)/dx = 1 everywhere: broadcast the scalar gradient.
   if (!dy) return [null];
   return [mul(fill(x!.shape, 1, x!.dtype, x!.backend), reshape(dy, []))];
-});
+}, {});
 
 export function mean(x: Tensor): Tensor {
   return scale(sum(x), 1 / x.numel);
@@ -107,7 +107,7 @@ registerGradient('matmul', ([dy], [a, b], _y, { transA, transB }) => {
   const da = transA ? matmul(b!, dy, { transA: transB, transB: true }) : matmul(dy, b!, { transB: !transB });
   const db = transB ? matmul(dy, a!, { transA: true, transB: transA }) : matmul(a!, dy, { transA: !transA });
   return [sumBatch(da, a!), sumBatch(db, b!)];
-});
+}, { inputs: [0, 1] });
 
 /** A gradient computed per batch for an operand that was shared across the batch: sum it. */
 function sumBatch(g: Tensor, x: Tensor): Tensor {
@@ -130,7 +130,7 @@ registerGradient('linear', ([dy], [x, w, bias]) => {
   const dx = reshape(matmul(dy2, w!), x!.shape); // (R, N)·(N, K)
   const dw = matmul(dy2, x2, { transA: true }); // (N, R)·(R, K)
   return [dx, dw, bias ? sumRows(dy2) : null];
-});
+}, { inputs: [0, 1] });
 
 // --- reshape: a view, backend-independent
 
@@ -144,7 +144,7 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   return one(runKernel('reshape', [x], { shape: resolved }));
 }
 registerKernel('reshape', '*', ([x], { shape }) => [view(x!, shape)]);
-registerGradient('reshape', ([dy], [x]) => [dy && reshape(dy, x!.shape)]);
+registerGradient('reshape', ([dy], [x]) => [dy && reshape(dy, x!.shape)], {});
 
 // --- embedding
 
@@ -153,4 +153,4 @@ export function embedding(ids: Tensor, w: Tensor): Tensor {
   if (ids.dtype !== 'i32') throw new Error(`embedding: ids must be i32, got ${ids.dtype}`);
   return one(runKernel('embedding', [ids, w], {}));
 }
-registerGradient('embedding', ([dy], [ids, w]) => [null, dy && one(runKernel('embeddingBackward', [ids!, dy], { vocab: w!.dim(0) }))]);
+registerGradient('embedding', ([dy], [ids, w]) => [null, dy && one(runKernel('embeddingBackward', [ids!, dy], { vocab: w!.dim(0) }))], { inputs: [0] });

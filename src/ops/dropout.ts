@@ -17,4 +17,4 @@ export function dropout(x: Tensor, p: number, seed: number, offset: number): Ten
   if (offset + x.numel - 1 > PHILOX_MAX_SEED) throw new Error(`dropout: offset ${offset} + ${x.numel} elements passes 2^53`);
   return runKernel('dropout', [x], { p, seed, offset })[0]!;
 }
-registerGradient('dropout', ([dy], _x, _y, attrs) => [dy && runKernel('dropout', [dy], attrs)[0]!]);
+registerGradient('dropout', ([dy], _x, _y, attrs) => [dy && runKernel('dropout', [dy], attrs)[0]!], {});

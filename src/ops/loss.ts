@@ -24,7 +24,7 @@ registerGradient('crossEntropy', ([dloss, dlse], [logits, labels], [, lse]) => {
   if (dlse) throw new Error('crossEntropy: lse is a statistic; gradients through it are not supported');
   if (!dloss) return [null, null];
   return [runKernel('crossEntropyBackward', [logits!, labels!, lse!, dloss], {})[0]!, null];
-});
+}, { inputs: [0, 1], outputs: [1] });
 
 /**
  * Σ(loss · mask) / Σ mask over all elements (0 when the mask is all zero). Σ mask is a host number:

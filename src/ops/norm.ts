@@ -39,7 +39,7 @@ registerGradient('layerNorm', (dys, inputs, [, mean, rstd]) => {
   const [x, w] = inputs;
   const [dx, dw, db] = runKernel('layerNormBackward', [dy, x!, w!, mean!, rstd!], {});
   return inputs.length === 3 ? [dx!, dw!, db!] : [dx!, dw!];
-});
+}, { inputs: [0, 1], outputs: [1, 2] });
 
 /** RMSNorm over the last dim: x [.., C], w [C]. */
 export function rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
@@ -54,7 +54,7 @@ registerGradient('rmsNorm', (dys, [x, w], [, rstd]) => {
   if (!dy) return [null, null];
   const [dx, dw] = runKernel('rmsNormBackward', [dy, x!, w!, rstd!], {});
   return [dx!, dw!];
-});
+}, { inputs: [0, 1], outputs: [1] });
 
 /** ScaleNorm over the last dim: x [.., C], g [1]. */
 export function scaleNorm(x: Tensor, g: Tensor, eps: number): Tensor {
@@ -71,4 +71,4 @@ registerGradient('scaleNorm', (dys, [x, g], [, rnorm], { eps }) => {
   if (!dy) return [null, null];
   const [dx, dg] = runKernel('scaleNormBackward', [dy, x!, g!, rnorm!], { eps });
   return [dx!, dg!];
-});
+}, { inputs: [0, 1], outputs: [1] });

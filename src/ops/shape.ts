@@ -26,7 +26,7 @@ registerGradient('permute', ([dy], _x, _y, { perm }) => {
   const inv = new Array<number>(perm.length);
   perm.forEach((p, i) => (inv[p] = i));
   return [runKernel('permute', [dy], { perm: inv })[0]!];
-});
+}, {});
 
 /** x split along `axis` into pieces of `sizes` (which must add up to that dim). */
 export function split(x: Tensor, sizes: readonly number[], axis = -1): Tensor[] {
@@ -41,7 +41,7 @@ registerGradient('split', (dys, [x], ys, { axis }) => {
   if (dys.every((d) => d === null)) return [null];
   const parts = dys.map((d, i) => d ?? fill(ys[i]!.shape, 0, x!.dtype, x!.backend));
   return [runKernel('concat', parts, { axis })[0]!];
-});
+}, {});
 
 /** xs concatenated along `axis` (all other dims equal). */
 export function concat(xs: readonly Tensor[], axis = -1): Tensor {
@@ -59,4 +59,4 @@ export function concat(xs: readonly Tensor[], axis = -1): Tensor {
 registerGradient('concat', ([dy], xs, _y, { axis }) => {
   if (!dy) return xs.map(() => null);
   return runKernel('split', [dy], { axis, sizes: xs.map((x) => x.shape[axis]!) });
-});
+}, {});

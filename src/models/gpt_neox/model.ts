@@ -14,7 +14,7 @@ import { Module, parameter } from '../../nn/module.js';
 import * as ops from '../../ops/index.js';
 import type { Backend } from '../../tensor/backend.js';
 import type { DType } from '../../tensor/dtype.js';
-import { checkpoint, tensor } from '../../tensor/engine.js';
+import { checkpoint, scope, tensor } from '../../tensor/engine.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import type { GPTNeoXConfig } from './config.js';
 
@@ -228,8 +228,12 @@ export class GPTNeoX extends Module {
           return group.reduce((y, layer) => layer.forward(y), h!);
         }, [x]);
       }
+    } else if (cache) {
+      for (const [i, layer] of this.layers.entries()) x = layer.forward(x, { cache, layer: i, offset });
     } else {
-      for (const [i, layer] of this.layers.entries()) x = layer.forward(x, cache ? { cache, layer: i, offset } : undefined);
+      // Each layer in its own scope: what its backward does not read (the qkv projection, head
+      // permutations, branch outputs, residual sums) is freed as soon as the layer's forward ends.
+      for (const layer of this.layers) x = scope(() => layer.forward(x));
     }
     x = this.final_layer_norm.forward(x);
     if (opts.hiddenOnly) return x; // (B, T, C)
