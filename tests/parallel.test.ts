@@ -1,20 +1,24 @@
 // Parallel building blocks on CPU: environment parsing for every launcher, Slurm node lists,
 // hostfiles with include/exclude, the pdsh/srun/mpirun command lines, the rendezvous store, the
 // CPU process group's collectives (several ranks in this one process), data-parallel gradient
-// averaging and ZeRO-1. Sockets bind 127.0.0.1 on free ports; every wait is bounded.
+// averaging (after backward, and overlapped with it: same bits, bucket order, misuse errors) and
+// ZeRO-1. Sockets bind 127.0.0.1 on free ports; every wait is bounded.
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { test } from 'node:test';
 import '../src/backends/cpu/index.js';
 import { AdamW } from '../src/optim/index.js';
 import {
-  type ProcessGroup, DataParallel, Store, StoreServer, ZeroOptimizer, buildBuckets, createCpuGroup, expandNodelist,
+  type ProcessGroup, type ReduceOp, DataParallel, Store, StoreServer, ZeroOptimizer, buildBuckets, createCpuGroup, expandNodelist,
   parameterChecksum, parseTasksPerNode, readDistEnv, shardRange,
 } from '../src/parallel/index.js';
 import { filterResources, parseHostfile } from '../src/parallel/hostfile.js';
 import { parseLaunchArgs } from '../src/parallel/launcher.js';
 import { collectExports, mpirunCommand, pdshCommands, shellJoin, shellQuote, srunCommand } from '../src/parallel/runners.js';
-import { type Tensor, getBackend, tensor } from '../src/tensor/index.js';
+import { type Tensor, backward, getBackend, scope, tensor } from '../src/tensor/index.js';
+import { GPTNeoX, resolveModelConfig } from '../src/models/gpt_neox/index.js';
+import { rng } from './helpers/check.js';
+import { modelKeys } from './helpers/model.js';
 
 const cpu = getBackend('cpu');
 
@@ -419,6 +423,95 @@ test('data parallel: broadcast from rank 0, averaged gradients, zero gradients f
   });
 });
 
+/** `g`, logging each allReduceCoalesced it issues (as the index of the bucket holding its first tensor). */
+function logIssues(g: ProcessGroup, dp: () => DataParallel, log: string[]): ProcessGroup {
+  return new Proxy(g, {
+    get(target, key) {
+      if (key === 'allReduceCoalesced') {
+        return (ts: Tensor[], op?: ReduceOp) => {
+          log.push(`bucket ${dp().buckets.findIndex((b) => b.some((p) => p.grad === ts[0]))}`);
+          return target.allReduceCoalesced(ts, op);
+        };
+      }
+      const v = Reflect.get(target, key) as unknown;
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+}
+
+test('data parallel: buckets all-reduced during backward (checkpointing, tied embeddings, accumulation) = syncGradients() bit for bit, in bucket order', async () => {
+  const V = 13, B = 2, T = 6;
+  await withGroups(2, async (gs) => {
+    const run = (mode: 'overlap' | 'sync') => {
+      const logs: string[][] = [[], []];
+      const ranks = gs.map((g, r) => {
+        const model = new GPTNeoX(resolveModelConfig(modelKeys(), V), cpu);
+        model.setActivationCheckpointing(1);
+        const params = model.parameters();
+        const dp: DataParallel = new DataParallel(logIssues(g, () => dp, logs[r]!), params, { bucketElements: 600 });
+        return { model, params, dp };
+      });
+      return { ranks, logs, mode };
+    };
+    const results = [];
+    for (const { ranks, logs, mode } of [run('overlap'), run('sync')]) {
+      ranks.forEach(({ model, dp }, r) => {
+        // Two micro-batches of this rank's data; only the second one's backward reduces.
+        for (let m = 0; m < 2; m++) {
+          const rand = rng(100 * r + m);
+          const ids = Int32Array.from({ length: B * T }, () => Math.floor(rand() * V));
+          const labels = Int32Array.from({ length: B * T }, () => Math.floor(rand() * V));
+          model.setDropoutSeed(m);
+          scope(() => {
+            const loss = model.loss(tensor(ids, [B, T], 'i32', cpu), tensor(labels, [B, T], 'i32', cpu), tensor(new Float32Array(B * T).fill(1), [B, T], 'f32', cpu));
+            const hook = mode === 'overlap' && m === 1 ? dp.beginBackward() : null;
+            backward(loss, tensor([0.5], [], 'f32', cpu), { onGradReady: hook ? (leaf) => { logs[r]!.push('ready'); hook(leaf); } : undefined });
+          });
+          if (m === 1) logs[r]!.push('backward returned');
+        }
+      });
+      await Promise.all(ranks.map(({ dp }) => (mode === 'overlap' ? dp.finish() : dp.syncGradients())));
+      const n = ranks[0]!.dp.buckets.length;
+      assert.ok(n >= 4, `${n} buckets`);
+      for (const log of logs) {
+        const issued = log.filter((e) => e.startsWith('bucket'));
+        assert.deepEqual(issued, Array.from({ length: n }, (_, k) => `bucket ${k}`), 'each bucket once, in bucket order');
+        const returned = log.indexOf('backward returned');
+        if (mode === 'overlap') {
+          // The first bucket went out while backward still had gradients to produce.
+          assert.ok(log.indexOf('bucket 0') < log.lastIndexOf('ready'), log.join(', '));
+          // Every parameter got its gradient in backward, so every bucket went out before it returned.
+          assert.ok(log.slice(returned).every((e) => !e.startsWith('bucket')), log.join(', '));
+        } else {
+          assert.equal(returned, 0);
+        }
+      }
+      results.push(ranks.map(({ params }) => params.map((p) => Array.from(p.grad!.toArray()))));
+    }
+    const [overlap, sync] = results as [number[][][], number[][][]];
+    assert.deepEqual(overlap[0], overlap[1], 'ranks agree');
+    assert.deepEqual(overlap[0], sync[0], 'overlapped = after backward, bit for bit');
+  });
+});
+
+test('data parallel: a parameter reported ready twice, or after finish(), fails naming it', async () => {
+  await withGroups(2, async (gs) => {
+    const params = gs.map((_, r) => toyParams(r));
+    const dps = gs.map((g, r) => new DataParallel(g, params[r]!, { bucketElements: 4, names: ['w', 'b', 'c'] }));
+    setToyGrads(params[0]!, 0, 0);
+    setToyGrads(params[1]!, 1, 0);
+    const hooks = dps.map((d) => d.beginBackward());
+    assert.throws(() => dps[0]!.beginBackward(), /previous round is not finished/);
+    hooks[0]!(params[0]![2]!); // bucket 0 ([c]) goes out
+    assert.equal(dps[0]!.issuedBuckets, 1);
+    assert.throws(() => hooks[0]!(params[0]![2]!), /parameter 'c' \(shape \[5\]\) was reported ready twice in one backward, after its bucket was already reduced: .*activation-checkpointed segments.*syncGradients\(\)/);
+    hooks[0]!(tensor([1], [1], 'f32', cpu)); // not one of its parameters: ignored
+    await Promise.all(dps.map((d) => d.finish()));
+    assert.throws(() => hooks[1]!(params[1]![0]!), /parameter 'w' \(shape \[2, 3\]\) reported its gradient ready after finish\(\)/);
+    await assert.rejects(dps[0]!.finish(), /no round in progress/);
+  });
+});
+
 test('ZeRO-1: sharded AdamW equals data-parallel AdamW bit for bit, with 1/W of the state; its checkpoint state loads at another world size', async () => {
   const betas: [number, number] = [0.9, 0.95];
   let saved: { name: string; shape: readonly number[]; data: Float32Array }[] = [];
@@ -460,14 +553,14 @@ test('ZeRO-1: sharded AdamW equals data-parallel AdamW bit for bit, with 1/W of 
     assert.deepEqual(again, full);
     saved = full!;
   });
-  // The state saved by 2 ranks loads on 3 (shards of 5, 5 and 4 elements) and gathers back unchanged.
+  // The state saved by 2 ranks loads on 3 (shards of 5 elements, the last with one of padding) and gathers back unchanged.
   await withGroups(3, async (gs) => {
     const ps = gs.map(() => toyParams(0));
     const names = ps.map((p) => new Map(p.map((t, i) => [t, `p${i}`] as const)));
     const lookup = new Map(saved.map((e) => [e.name, e.data] as const));
     const zs = gs.map((g, r) => new ZeroOptimizer(g, [{ params: [ps[r]![0]!], weightDecay: 0.1 }, { params: [ps[r]![1]!, ps[r]![2]!], weightDecay: 0 }], { betas, eps: 1e-8 }));
     zs.forEach((z, r) => z.loadFullState((n) => lookup.get(n), names[r]!, 3));
-    assert.deepEqual(zs.map((z) => z.stateBytes()), [40, 40, 32]);
+    assert.deepEqual(zs.map((z) => z.stateBytes()), [40, 40, 40]); // allocated: 14 elements padded to 3 × 5
     const gathered = await Promise.all(zs.map((z, r) => z.fullState(names[r]!)));
     for (const g of gathered) assert.deepEqual(g, saved);
   });

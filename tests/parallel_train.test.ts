@@ -1,6 +1,7 @@
 // Data parallelism end to end in separate processes started by `neox launch`: parameters stay
 // identical across 2 ranks (checksums), 2 ranks × micro-batch m follow 1 rank × 2m (same global
-// batch) within float tolerance, ZeRO-1 matches plain data parallelism, and the launcher stops a
+// batch) within float tolerance, ZeRO-1 matches plain data parallelism, gradient buckets reduced
+// during backward (several buckets) give the bits of syncGradients() after it, and the launcher stops a
 // job whose rank crashes (naming it) or that it is told to stop. Ports are free 127.0.0.1 ports;
 // every process is bounded by a timeout and reaped.
 import assert from 'node:assert/strict';
@@ -112,6 +113,29 @@ test('2 ranks by neox launch: identical parameters, the 1-rank loss curve of the
   assert.equal(z.checksum, p.checksum);
   assert.deepEqual(z.losses, p.losses);
   assert.ok(Math.abs(z.stateBytes / p.stateBytes - 0.5) < 0.01, `ZeRO-1 state ${z.stateBytes} B vs ${p.stateBytes} B`);
+});
+
+test('2 ranks: gradient buckets all-reduced during backward give the bits of syncGradients() after it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'neox-overlap-'));
+  // Small buckets, so that there are several and some complete while backward still runs.
+  const cfg = config(dir, 'buckets', { train_micro_batch_size_per_gpu: 2, gradient_accumulation_steps: 2, zero_optimization: { stage: 0, reduce_bucket_size: 3000 } });
+  const results: WorkerResult[][] = [];
+  for (const mode of ['overlap', 'sync']) {
+    const port = await freePort();
+    const run = await neox(['launch', '--nproc-per-node', '2', '--master-port', String(port), '--exec', '--',
+      process.execPath, WORKER, cfg, join(dir, mode), String(STEPS), ...(mode === 'sync' ? ['sync'] : [])], 60_000);
+    assert.equal(run.code, 0, run.stderr);
+    results.push([0, 1].map((r) => JSON.parse(readFileSync(join(dir, `${mode}.rank${r}.json`), 'utf8')) as WorkerResult));
+  }
+  const [overlap, sync] = results as [WorkerResult[], WorkerResult[]];
+  assert.ok(overlap[0]!.buckets >= 4, `${overlap[0]!.buckets} buckets`);
+  for (const r of [0, 1]) {
+    assert.equal(overlap[r]!.checksum, sync[r]!.checksum, `rank ${r}: parameters differ between overlapped and after-backward reduction`);
+    assert.deepEqual(overlap[r]!.losses, sync[r]!.losses);
+    // Per step, at least one bucket went out before backward returned (and none did with syncGradients).
+    assert.ok(overlap[r]!.earlyBuckets >= STEPS, `rank ${r}: ${overlap[r]!.earlyBuckets} buckets issued during backward in ${STEPS} steps`);
+    assert.equal(sync[r]!.earlyBuckets, 0);
+  }
 });
 
 test('neox launch: a crashing rank stops the job; the exit names the rank, its code and its last stderr', async () => {

@@ -1,9 +1,12 @@
 // A small data-parallel training loop over the real model, optimizer and batch iterator, run by
 // the parallel tests in processes started by `neox launch` (and in-process for one rank). It is
-// the loop trainer.ts will run once it calls initDistributed (docs/parallel.md).
+// the loop trainer.ts runs (docs/parallel.md): without ZeRO, the last micro-batch's backward
+// reduces gradient buckets as they are ready (DataParallel.beginBackward/finish); `sync` reduces
+// them all after backward instead (syncGradients, the reference).
 //
-//   node dist/tests/parallel_worker.js CONFIG.yml OUT_PREFIX STEPS [zero] [perturb]
-// writes OUT_PREFIX.rank{r}.json: { rank, worldSize, losses (averaged over ranks), checksum, samples }.
+//   node dist/tests/parallel_worker.js CONFIG.yml OUT_PREFIX STEPS [zero] [perturb] [sync]
+// writes OUT_PREFIX.rank{r}.json: { rank, worldSize, losses (averaged over ranks), checksum,
+// samples, stateBytes, buckets, earlyBuckets (issued before the last backward returned, summed over steps) }.
 
 import { writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
@@ -38,9 +41,12 @@ export interface WorkerResult {
   /** Dataset samples this rank trained on, per loader step. */
   samples: number[][];
   stateBytes: number;
+  /** Gradient buckets per reduction, and how many were issued while backward ran (all steps). */
+  buckets: number;
+  earlyBuckets: number;
 }
 
-export async function dpTrain(configFile: string, steps: number, o: { zero?: boolean; perturb?: boolean; env?: Record<string, string | undefined> } = {}): Promise<WorkerResult> {
+export async function dpTrain(configFile: string, steps: number, o: { zero?: boolean; perturb?: boolean; sync?: boolean; env?: Record<string, string | undefined> } = {}): Promise<WorkerResult> {
   const env = o.env ?? process.env;
   const where = readDistEnv(env);
   const cfg = loadConfig([configFile], { worldSize: where.worldSize }).config;
@@ -58,6 +64,9 @@ export async function dpTrain(configFile: string, steps: number, o: { zero?: boo
   const adamOpts = { betas: [cfg.optimizer.params.betas[0], cfg.optimizer.params.betas[1]] as [number, number], eps: cfg.optimizer.params.eps };
   const zero = o.zero && dist ? new ZeroOptimizer(dist.group, groups, adamOpts) : null;
   const adam = zero ? null : new AdamW(groups, adamOpts);
+  const ddp = dist && !zero ? dist.dataParallel(params, model.namedParameters().map(([n]) => n)) : null;
+  const overlap = ddp && !o.sync ? ddp : null;
+  let earlyBuckets = 0;
 
   const micro = cfg.train_micro_batch_size_per_gpu;
   const gas = cfg.gradient_accumulation_steps;
@@ -77,7 +86,10 @@ export async function dpTrain(configFile: string, steps: number, o: { zero?: boo
         samples.push(b.samples);
         const shape = [b.rows, b.seqLength];
         const loss = model.loss(tensor(b.tokens, shape, 'i32', backend), tensor(b.labels, shape, 'i32', backend), tensor(b.lossMask, shape, 'f32', backend));
-        backward(loss, gas === 1 ? undefined : ops.fill([], 1 / gas, loss.dtype, loss.backend));
+        // Only the last micro-batch reduces, overlapped with its backward.
+        const onGradReady = overlap && m === gas - 1 ? overlap.beginBackward() : undefined;
+        backward(loss, gas === 1 ? undefined : ops.fill([], 1 / gas, loss.dtype, loss.backend), { onGradReady });
+        if (onGradReady) earlyBuckets += overlap!.issuedBuckets;
         return loss.item();
       });
     }
@@ -87,7 +99,8 @@ export async function dpTrain(configFile: string, steps: number, o: { zero?: boo
       await zero.update(lr, cfg.gradient_clipping);
       zero.zeroGrad();
     } else {
-      if (dist) await dist.syncGradients(params);
+      if (overlap) await overlap.finish();
+      else if (dist) await dist.syncGradients(params);
       const { scale } = gradNormAndClip(params, cfg.gradient_clipping);
       noGrad(() => adam!.update(lr, scale));
       adam!.zeroGrad();
@@ -96,11 +109,11 @@ export async function dpTrain(configFile: string, steps: number, o: { zero?: boo
   const checksum = dist ? await dist.checkParametersInSync(params) : parameterChecksum(params);
   const stateBytes = zero ? zero.stateBytes() : params.reduce((n, p) => n + 8 * p.numel, 0);
   await dist?.destroy();
-  return { rank, worldSize: dp, losses, checksum, samples, stateBytes };
+  return { rank, worldSize: dp, losses, checksum, samples, stateBytes, buckets: ddp?.buckets.length ?? 0, earlyBuckets };
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const [configFile, outPrefix, steps, ...flags] = process.argv.slice(2);
-  const r = await dpTrain(configFile!, Number(steps), { zero: flags.includes('zero'), perturb: flags.includes('perturb') });
+  const r = await dpTrain(configFile!, Number(steps), { zero: flags.includes('zero'), perturb: flags.includes('perturb'), sync: flags.includes('sync') });
   writeFileSync(`${outPrefix}.rank${r.rank}.json`, JSON.stringify(r));
 }

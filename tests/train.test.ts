@@ -74,7 +74,8 @@ test('a non-finite loss stops the run, naming the iteration, and keeps the last 
 
 test('neox launch --nproc-per-node 2 trains data-parallel on CPU with parameters identical on both ranks', async () => {
   const { execFile } = await import('node:child_process');
-  const a = setup({ save: 'SAVE', checkpoint_factor: 6, train_micro_batch_size_per_gpu: 1 });
+  // Small gradient buckets, so that several are all-reduced while backward runs.
+  const a = setup({ save: 'SAVE', checkpoint_factor: 6, train_micro_batch_size_per_gpu: 1, zero_optimization: { stage: 0, reduce_bucket_size: 5000 } });
   const save = join(a.dir, 'ckpt');
   writeFileSync(a.file, readFileSync(a.file, 'utf8').replace('"SAVE"', JSON.stringify(save)));
   const out = await new Promise<string>((resolve, reject) => {

@@ -8,9 +8,11 @@
 //   process_group.ts  the ProcessGroup interface (allReduce, reduceScatter, allGather, broadcast,
 //                     send/recv, barrier; async Work handles), backend registry, CollectiveError
 //   cpu_group.ts      the CPU process group: TCP mesh, deterministic rank-order reductions
-//   data_parallel.ts  DataParallel: parameter broadcast, bucketed gradient averaging; checksums
-//   zero.ts           ZeroOptimizer: ZeRO stage 1 (AdamW states sharded across ranks), full-state
-//                     checkpoints that load at any world size
+//   data_parallel.ts  DataParallel: parameter broadcast, bucketed gradient averaging overlapped
+//                     with backward (beginBackward/finish) or after it (syncGradients); checksums
+//   zero.ts           ZeroOptimizer: ZeRO stages 1 (AdamW states sharded across ranks) and 2
+//                     (gradients too), on flat device buffers; full-state checkpoints that load
+//                     at any world size
 //   hostfile.ts       hostfiles (`host slots=N`), include/exclude/num_nodes/num_gpus filters
 //   runners.ts        per-node pdsh commands, srun and mpirun lines, exported variables
 //   launcher.ts       `neox launch`: supervises local ranks (torchrun-like: fail fast, signals,
@@ -37,8 +39,8 @@ export type { GroupFactory, GroupInit, ProcessGroup, ReduceOp, Work } from './pr
 export { CpuProcessGroup, createCpuGroup } from './cpu_group.js';
 export { DataParallel, buildBuckets, parameterChecksum } from './data_parallel.js';
 export type { DataParallelOptions } from './data_parallel.js';
-export { ZeroOptimizer, shardRange } from './zero.js';
-export type { ZeroOptions } from './zero.js';
+export { ZeroOptimizer, shardRange, zeroLayout } from './zero.js';
+export type { FullStateEntry, ZeroBucket, ZeroLayout, ZeroMemory, ZeroOptions, ZeroStage } from './zero.js';
 
 /** The config keys initDistributed reads (NeoXConfig has them all). */
 export interface DistConfig {
@@ -73,12 +75,19 @@ export async function initDistributed(cfg: DistConfig, backend: Backend, opts: I
     const groupBackend = opts.groupBackend ?? (backend.name === 'cuda' ? 'nccl' : 'cpu');
     const group = await createProcessGroup(groupBackend, { store, rank: env.rank, size: env.worldSize, timeoutMs, localRank: env.localRank });
     watchLauncher(opts.env ?? process.env);
-    return new Dist(env, store, group, backend, cfg.zero_optimization?.reduce_bucket_size);
+    // The overlapped all-reduce needs buckets well under the model's size to overlap anything:
+    // GPT-NeoX's default reduce_bucket_size (5e8) is one bucket for most models, so without ZeRO
+    // buckets are capped at PyTorch DDP's 25 MiB of f32 (a smaller reduce_bucket_size wins).
+    const bucket = Math.min(cfg.zero_optimization?.reduce_bucket_size ?? Infinity, DDP_BUCKET_ELEMENTS);
+    return new Dist(env, store, group, backend, bucket);
   } catch (e) {
     await store.close();
     throw e;
   }
 }
+
+/** PyTorch DDP's bucket_cap_mb (25 MiB) in f32 elements. */
+export const DDP_BUCKET_ELEMENTS = (25 * 2 ** 20) / 4;
 
 /** This process's membership in a multi-process job. */
 export class Dist {
@@ -103,11 +112,15 @@ export class Dist {
     return this.rank === 0;
   }
 
-  /** The data-parallel wrapper for this parameter list (built once per list). */
-  dataParallel(params: readonly Tensor[]): DataParallel {
+  /**
+   * The data-parallel wrapper for this parameter list (built once per list; `names`, in `params`
+   * order, name parameters in its errors). Its beginBackward()/finish() overlap the gradient
+   * reduction with the last micro-batch's backward.
+   */
+  dataParallel(params: readonly Tensor[], names?: readonly string[]): DataParallel {
     let dp = this.dp.get(params);
     if (!dp) {
-      dp = new DataParallel(this.group, params, { bucketElements: this.bucketElements });
+      dp = new DataParallel(this.group, params, { bucketElements: this.bucketElements, names });
       this.dp.set(params, dp);
     }
     return dp;

@@ -18,6 +18,9 @@
 //   operation, this rank and the missing ranks, within the group's timeout, instead of hanging.
 // - Shapes: reduceScatter(output (n), input (size·n)): rank r gets the reduction of chunk r;
 //   allGather(output (size·n), input (n)): chunk r of output is rank r's input.
+// - In place (NCCL's in-place forms, which ZeRO uses on slices of its flat buffers): reduceScatter
+//   may take as output chunk `rank` of its input, allGather as input chunk `rank` of its output.
+//   Tensors may be views (tensor/views.ts: sliceView) of a larger buffer.
 
 import type { Tensor } from '../tensor/tensor.js';
 import type { Store } from './store.js';

@@ -1,35 +1,152 @@
-// ZeRO stage 1: AdamW whose moment buffers are sharded across the data-parallel ranks, so each
-// rank holds 1/W of the optimizer state; the update of each shard happens on its owner and the
-// updated parameters are all-gathered. The CPU reference of what the NCCL version will do on GPUs.
+// ZeRO stages 1 and 2: AdamW whose state (stage 1), and gradients (stage 2), are sharded across the
+// data-parallel ranks, on the device: CUDA tensors through the NCCL group, CPU tensors through the
+// CPU group. Nothing goes through the host but the gradient norm (one number per step, logged)
+// and checkpoints.
 //
-// defines: ZeroOptimizer, ZeroOptions, ShardRange, shardRange, FullStateEntry
+// defines: ZeroOptimizer, ZeroOptions, ZeroStage, ZeroMemory, ZeroLayout, ZeroBucket, zeroLayout,
+//          ShardRange, shardRange, FullStateEntry
 //
-// Layout: the parameters, in optimizer-group order, are one flat vector of N elements padded to
-// W·S (S = ceil(N / W)); rank r owns elements [r·S, (r+1)·S). Its state is one (m, v) pair per
-// piece, the part of a parameter inside the shard.
-// One step (call after the backward of the last micro-batch, instead of syncGradients + AdamW):
-//   1. reduce-scatter the flat gradient with `avg` → this rank's averaged gradient shard (the
-//      same rank-order sum as the data-parallel all-reduce, so the same bits)
-//   2. global gradient norm: the squared shard norms summed over ranks → clip scale
-//   3. AdamW on each piece with the piece's weight decay
-//   4. all-gather the updated shards → every rank's parameters
-// Without clipping the parameters equal (bitwise) those of DataParallel + AdamW; with clipping
-// the norm is summed in another order, so they agree to rounding.
-// Checkpoints: fullState() gathers the moments into whole per-parameter tensors named as AdamW's
-// (`{name}.exp_avg`, `{name}.exp_avg_sq`), so a checkpoint saved at one world size loads at any
-// other, and into plain AdamW; loadFullState() takes each rank's slice back out.
-// A parameter without a gradient contributes zeros (and is updated with a zero gradient).
-// Stage 2 (gradients reduce-scattered into shards as backward produces them, full gradients
-// freed) and stage 3 (parameters sharded, gathered per layer) need hooks in backward; see
-// docs/parallel.md.
+// Layout (zeroLayout): every parameter, f32, lives in one flat buffer, at an offset aligned to
+// `align` elements (64 on CUDA: 256 bytes, what cuBLASLt and vector loads want; 1 on CPU). The
+// parameters are grouped into buckets of at most `bucketElements` (zero_optimization.
+// reduce_bucket_size), filled in reverse parameter order, the order backward produces gradients;
+// each bucket is padded to a multiple of W·align and split into W equal slices: rank r owns slice
+// r of every bucket. A rank's shard (S elements) is its slices of all buckets, end to end. With one
+// bucket (the default for models under 5e8 parameters) rank r owns flat [r·S, (r+1)·S).
+//   - the model's parameters are views into the flat parameter buffer (adoptStorage: the Tensor
+//     objects the model holds stay), so the all-gather writes them directly;
+//   - AdamW's moments are two flat shard tensors (S elements each);
+//   - stage 1: the gradients are views into a flat gradient buffer (W·S elements): backward
+//     accumulates into them in place; stage 2: a persistent f32 gradient shard (S elements).
+// Padding is zero in every buffer and stays zero (AdamW maps p = g = m = v = 0 to 0 when eps > 0),
+// so the update runs on "runs": maximal stretches of a rank's slice of one bucket whose pieces
+// (a piece: the part of one parameter in the slice) share a weight decay, one 'adamw' launch each.
+//
+// One step (call update() after the backward of the last micro-batch, instead of syncGradients +
+// clipping + AdamW; stage 2 also calls reduceGradients() after every micro-batch's backward):
+//   1. stage 1: per bucket, reduce-scatter `avg` in place in the flat gradient buffer (the same
+//      rank-order sums as the data-parallel all-reduce: the same bits).
+//      stage 2: reduceGradients(), per micro-batch: per bucket, the gradients are copied into a
+//      bucket-sized staging buffer (zeros where a parameter has none) and freed, the staging
+//      buffer is reduce-scattered (`avg`) into this rank's slice of the gradient shard (the first
+//      micro-batch writes it, later ones add), and freed. Between micro-batches only the shard
+//      persists: gradient memory per rank is ~1/W (plus one bucket and, until the engine's
+//      gradient-ready hook drives reduceBucket() during backward, the full gradients of one
+//      backward). With accumulation the sum is per micro-batch, then over micro-batches, so the
+//      result agrees with data parallelism to rounding (bitwise with one micro-batch).
+//   2. global gradient norm: Σ g² of this rank's shard (on the device), all-reduced, and the clip
+//      factor from it (clipFactor kernel), on the device.
+//   3. AdamW on every run: the clip factor as the kernel's device input (a non-finite one skips the
+//      step on the device), the run's weight decay as an attribute.
+//   4. per bucket, all-gather in place in the flat parameter buffer: every rank's parameters.
+//   Then the one host read of the step: the norm, for the log.
+// Without clipping the parameters equal (bitwise) those of DataParallel + AdamW (stage 2: with one
+// micro-batch per step); with clipping the norm is summed in another order, so to rounding.
+// Checkpoints: fullState() all-gathers the moments bucket by bucket (one download per bucket and
+// moment) into whole per-parameter tensors named as AdamW's (`{name}.exp_avg`, `{name}.exp_avg_sq`),
+// so a checkpoint saved at one world size loads at any other, and into plain AdamW;
+// loadFullState() takes this rank's slices out (one upload per moment).
+// Stage 3 (parameters sharded too, gathered per layer before its forward and backward) is not
+// built; see docs/parallel.md.
 
-import { CpuStorage } from '../backends/cpu/backend.js';
-import type { AdamWOptions, ParamGroup } from '../optim/adamw.js';
-import { runKernel, tensor, zeros } from '../tensor/engine.js';
+import * as ops from '../ops/index.js';
+import { type AdamWOptions, type ParamGroup, clipFactorOf } from '../optim/adamw.js';
+import type { Backend } from '../tensor/backend.js';
+import { noGrad, runKernel, tensor, zeros } from '../tensor/engine.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { type ProcessGroup, CollectiveError } from './process_group.js';
+import { adoptStorage, copyInto, sliceView, zeroInPlace } from '../tensor/views.js';
+import type { ProcessGroup, Work } from './process_group.js';
 
-export type ZeroOptions = AdamWOptions;
+export type ZeroStage = 1 | 2;
+
+export interface ZeroOptions extends AdamWOptions {
+  /** 1: optimizer state sharded (default); 2: gradients too. */
+  stage?: ZeroStage;
+  /** Most elements per reduce-scatter / all-gather bucket (zero_optimization.reduce_bucket_size); default: one bucket. */
+  bucketElements?: number;
+  /** Alignment of every parameter and rank slice, in elements (default 64 on CUDA, 1 on CPU). */
+  align?: number;
+}
+
+/** Bytes this rank holds for the optimizer (persistent buffers; see memory()). */
+export interface ZeroMemory {
+  stage: ZeroStage;
+  /** The AdamW moments: 8 bytes per shard element (≈ 1/W of AdamW's 8 per parameter). */
+  optimizerState: number;
+  /** Stage 1: the flat gradient buffer (every parameter's); stage 2: the gradient shard (≈ 1/W). */
+  gradients: number;
+  /** The flat f32 parameter buffer (every parameter: stage 3 would shard it). */
+  parameters: number;
+}
+
+export interface ZeroBucket {
+  /** First element of the bucket in the flat buffers. */
+  start: number;
+  /** Elements, a multiple of W·align. */
+  length: number;
+  /** length / W: rank r owns flat [start + r·slice, start + (r+1)·slice). */
+  slice: number;
+  /** Where each rank's slice of this bucket sits in its shard. */
+  shardOffset: number;
+  /** The bucket's parameters (indices into the parameter list), in parameter order. */
+  params: number[];
+}
+
+export interface ZeroLayout {
+  /** Flat offset of each parameter. */
+  offsets: number[];
+  /** In reduction order: the bucket of the last parameters (whose gradients backward makes first) first. */
+  buckets: ZeroBucket[];
+  /** Elements of the flat buffers: W·S. */
+  total: number;
+  /** Elements of a rank's shard, S. */
+  shardSize: number;
+}
+
+const roundUp = (x: number, a: number): number => Math.ceil(x / a) * a;
+
+/** Where each of `numels` parameters goes in the flat buffers, and the buckets (see the header). */
+export function zeroLayout(numels: readonly number[], worldSize: number, opts: { bucketElements?: number; align?: number } = {}): ZeroLayout {
+  const W = worldSize;
+  const align = opts.align ?? 1;
+  const maxElements = opts.bucketElements ?? Infinity;
+  if (!Number.isInteger(W) || W < 1) throw new Error(`zeroLayout: world size ${W}`);
+  if (!Number.isInteger(align) || align < 1) throw new Error(`zeroLayout: alignment ${align} must be a positive integer`);
+  if (!(maxElements >= 1)) throw new Error(`zeroLayout: bucket size must be at least 1 element, got ${maxElements}`);
+  // Bucket membership, walking backward (the order gradients become final).
+  const members: number[][] = [];
+  let current: number[] = [];
+  let size = 0;
+  for (let i = numels.length - 1; i >= 0; i--) {
+    const s = roundUp(numels[i]!, align);
+    if (current.length && size + s > maxElements) {
+      members.push(current);
+      current = [];
+      size = 0;
+    }
+    current.push(i);
+    size += s;
+  }
+  if (current.length) members.push(current);
+  // Flat placement in parameter order: the last bucket formed (the first parameters) first.
+  const offsets = new Array<number>(numels.length).fill(0);
+  const buckets: ZeroBucket[] = [];
+  let at = 0;
+  let shardAt = 0;
+  for (let k = members.length - 1; k >= 0; k--) {
+    const params = [...members[k]!].reverse();
+    const start = at;
+    for (const i of params) {
+      offsets[i] = at;
+      at += roundUp(numels[i]!, align);
+    }
+    const length = roundUp(at - start, W * align);
+    at = start + length;
+    buckets.push({ start, length, slice: length / W, shardOffset: shardAt, params });
+    shardAt += length / W;
+  }
+  return { offsets, buckets: buckets.reverse(), total: at, shardSize: shardAt };
+}
 
 export interface ShardRange {
   /** Elements per shard, S = ceil(N / W). */
@@ -41,23 +158,46 @@ export interface ShardRange {
   end: number;
 }
 
-/** Rank r's slice of a flat vector of `total` elements split W ways. */
+/** Rank r's slice of a flat vector of `total` elements split W ways (the one-bucket layout with align 1). */
 export function shardRange(total: number, worldSize: number, rank: number): ShardRange {
   const shardSize = Math.ceil(total / worldSize);
   const start = Math.min(total, rank * shardSize);
   return { shardSize, padded: shardSize * worldSize, start, end: Math.min(total, start + shardSize) };
 }
 
+/** The part of one parameter inside this rank's slice of a bucket. */
 interface Piece {
-  param: Tensor;
+  param: number;
   weightDecay: number;
-  /** Offset of the piece within the parameter. */
+  bucket: number;
+  /** Offset within the parameter. */
   paramOffset: number;
-  /** Offset of the piece within this rank's shard. */
+  /** Offset in the flat buffers. */
+  flatOffset: number;
+  /** Offset in this rank's shard. */
   shardOffset: number;
   length: number;
-  m: Tensor; // (length,) f32
-  v: Tensor; // (length,) f32
+}
+
+/** Adjacent pieces of one bucket slice with one weight decay: one adamw launch over views. */
+interface Run {
+  weightDecay: number;
+  p: Tensor;
+  g: Tensor;
+  m: Tensor;
+  v: Tensor;
+}
+
+/** Per bucket, the views the collectives use (kept for the optimizer's lifetime). */
+interface BucketViews {
+  /** The bucket in the flat parameter buffer, and this rank's slice of it (in-place all-gather). */
+  params: Tensor;
+  paramSlice: Tensor;
+  /** Stage 1: the bucket in the flat gradient buffer and this rank's slice (in-place reduce-scatter). */
+  grads: Tensor | null;
+  gradSlice: Tensor | null;
+  /** Stage 2: this rank's slice of the gradient shard. */
+  shardGrad: Tensor | null;
 }
 
 export interface FullStateEntry {
@@ -66,156 +206,365 @@ export interface FullStateEntry {
   data: Float32Array;
 }
 
+type AdamWAttrs = { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; gradScale: number };
+
+/** The one call of the 'adamw' kernel: `factor` is the [] f32 clip factor on the device (non-finite: the kernel skips the step). */
+function adamwStep(p: Tensor, g: Tensor, m: Tensor, v: Tensor, factor: Tensor, attrs: AdamWAttrs): void {
+  runKernel('adamw', [p, g, m, v, factor], { ...attrs, scaleInput: true });
+}
+
 export class ZeroOptimizer {
+  /** Completed optimizer steps (bias correction uses step + 1). */
   step = 0;
+  readonly stage: ZeroStage;
   readonly params: Tensor[];
-  readonly range: ShardRange;
-  private readonly offsets = new Map<Tensor, number>();
+  readonly layout: ZeroLayout;
+  readonly backend: Backend;
+  private readonly weightDecays: number[];
+  private readonly flatParams: Tensor;
+  private readonly flatGrads: Tensor | null;
+  private readonly gradShard: Tensor | null;
+  private readonly expAvg: Tensor;
+  private readonly expAvgSq: Tensor;
   private readonly pieces: Piece[] = [];
-  private readonly total: number;
+  private readonly runs: Run[] = [];
+  private readonly bucketViews: BucketViews[];
+  /** Stage 1: each parameter's gradient view into flatGrads (what p.grad should be). */
+  private readonly gradViews: (Tensor | null)[];
+  /** Stage 2: micro-batches reduced into the shard since zeroGrad(). */
+  private reduced = 0;
+  private disposed = false;
 
   constructor(readonly group: ProcessGroup, readonly groups: ParamGroup[], readonly opts: ZeroOptions) {
+    this.stage = opts.stage ?? 1;
+    if (this.stage !== 1 && this.stage !== 2) throw new Error(`ZeroOptimizer: stage ${String(opts.stage)} is not 1 or 2 (stage 3 is not implemented)`);
     this.params = groups.flatMap((g) => g.params);
-    let off = 0;
+    this.weightDecays = groups.flatMap((g) => g.params.map(() => g.weightDecay));
+    if (this.params.length === 0) throw new Error('ZeroOptimizer: no parameters');
+    const backend = (this.backend = this.params[0]!.backend);
+    const seen = new Set<Tensor>();
     for (const p of this.params) {
-      if (this.offsets.has(p)) throw new Error(`ZeroOptimizer: ${p} is in two parameter groups`);
+      if (seen.has(p)) throw new Error(`ZeroOptimizer: ${p} is in two parameter groups`);
+      seen.add(p);
       if (p.dtype !== 'f32') throw new Error(`ZeroOptimizer: parameters must be f32 (master weights), ${p} is ${p.dtype}`);
-      this.offsets.set(p, off);
-      off += p.numel;
+      if (p.backend !== backend) throw new Error(`ZeroOptimizer: parameters on two devices (${backend.name} and ${p.backend.name})`);
+      if (p.sharedStorage.refs !== 1) throw new Error(`ZeroOptimizer: ${p} shares its memory with another tensor; ZeRO moves each parameter into a flat buffer`);
     }
-    this.total = off;
-    this.range = shardRange(this.total, group.size, group.rank);
-    const { start, end } = this.range;
-    for (const g of groups) {
-      for (const p of g.params) {
-        const o = this.offsets.get(p)!;
-        const lo = Math.max(start, o);
-        const hi = Math.min(end, o + p.numel);
-        if (hi <= lo) continue;
-        this.pieces.push({
-          param: p, weightDecay: g.weightDecay, paramOffset: lo - o, shardOffset: lo - start, length: hi - lo,
-          m: zeros([hi - lo], 'f32', p.backend).keep(), v: zeros([hi - lo], 'f32', p.backend).keep(),
+    const align = opts.align ?? (backend.name === 'cpu' ? 1 : 64);
+    const layout = (this.layout = zeroLayout(this.params.map((p) => p.numel), group.size, { bucketElements: opts.bucketElements, align }));
+    const { offsets, total, shardSize } = layout;
+    const r = group.rank;
+
+    // The parameters move into the flat buffer (padding zero).
+    this.flatParams = zeros([total], 'f32', backend).keep();
+    this.params.forEach((p, i) => {
+      const v = sliceView(this.flatParams, offsets[i]!, p.shape);
+      copyInto(v, p);
+      adoptStorage(p, v);
+      v.dispose();
+    });
+    this.flatGrads = this.stage === 1 ? zeros([total], 'f32', backend).keep() : null;
+    this.gradShard = this.stage === 2 ? zeros([shardSize], 'f32', backend).keep() : null;
+    this.expAvg = zeros([shardSize], 'f32', backend).keep();
+    this.expAvgSq = zeros([shardSize], 'f32', backend).keep();
+    this.gradViews = this.params.map(() => null);
+
+    this.bucketViews = layout.buckets.map((b) => {
+      const lo = b.start + r * b.slice;
+      return {
+        params: sliceView(this.flatParams, b.start, [b.length]).keep(),
+        paramSlice: sliceView(this.flatParams, lo, [b.slice]).keep(),
+        grads: this.flatGrads ? sliceView(this.flatGrads, b.start, [b.length]).keep() : null,
+        gradSlice: this.flatGrads ? sliceView(this.flatGrads, lo, [b.slice]).keep() : null,
+        shardGrad: this.gradShard ? sliceView(this.gradShard, b.shardOffset, [b.slice]).keep() : null,
+      };
+    });
+
+    // Pieces (for checkpoints) and runs (for the update), bucket by bucket.
+    const mergeGaps = opts.eps > 0; // zero padding stays zero only when eps > 0 (else 0/0)
+    layout.buckets.forEach((b, k) => {
+      const lo = b.start + r * b.slice;
+      const hi = lo + b.slice;
+      let run: { weightDecay: number; flat: number; shard: number; end: number } | null = null;
+      const flush = () => {
+        if (!run) return;
+        const n = run.end - run.flat;
+        this.runs.push({
+          weightDecay: run.weightDecay,
+          p: sliceView(this.flatParams, run.flat, [n]).keep(),
+          g: this.flatGrads ? sliceView(this.flatGrads, run.flat, [n]).keep() : sliceView(this.gradShard!, run.shard, [n]).keep(),
+          m: sliceView(this.expAvg, run.shard, [n]).keep(),
+          v: sliceView(this.expAvgSq, run.shard, [n]).keep(),
         });
+        run = null;
+      };
+      for (const i of b.params) {
+        const o = offsets[i]!;
+        const a = Math.max(lo, o);
+        const z = Math.min(hi, o + this.params[i]!.numel);
+        if (z <= a) continue;
+        const piece: Piece = {
+          param: i, weightDecay: this.weightDecays[i]!, bucket: k, paramOffset: a - o, flatOffset: a,
+          shardOffset: b.shardOffset + (a - lo), length: z - a,
+        };
+        this.pieces.push(piece);
+        if (run && mergeGaps && run.weightDecay === piece.weightDecay) {
+          run.end = z;
+        } else {
+          flush();
+          run = { weightDecay: piece.weightDecay, flat: a, shard: piece.shardOffset, end: z };
+        }
       }
-    }
+      flush();
+    });
+    if (this.stage === 1) this.attachGradViews(false);
   }
 
   /** Bytes of optimizer state this rank holds (about 1/W of AdamW's 8 bytes per parameter). */
   stateBytes(): number {
-    return this.pieces.reduce((n, p) => n + 8 * p.length, 0);
+    return 8 * this.layout.shardSize;
+  }
+
+  /** Persistent bytes per rank: optimizer state, gradients, parameters. */
+  memory(): ZeroMemory {
+    const { total, shardSize } = this.layout;
+    return { stage: this.stage, optimizerState: 8 * shardSize, gradients: 4 * (this.stage === 1 ? total : shardSize), parameters: 4 * total };
+  }
+
+  /** How many adamw launches a step makes (runs of pieces; tests). */
+  get runCount(): number {
+    return this.runs.length;
   }
 
   /**
-   * Averages the gradients across ranks (reduce-scatter), clips them to `maxNorm` by the global
-   * norm (≤ 0: no clipping), updates this rank's shard and all-gathers the parameters.
+   * Stage 2: reduce-scatters the gradients of the micro-batch whose backward just ran into this
+   * rank's gradient shard, bucket by bucket, and frees them (p.grad becomes null). Call it after
+   * every micro-batch's backward, on every rank. Stage 1: nothing (backward accumulated into the
+   * flat gradient buffer; update() reduces it).
    */
-  async update(lr: number, maxNorm: number): Promise<{ norm: number; scale: number }> {
-    const { shardSize, padded } = this.range;
-    const backend = this.params[0]!.backend;
-    // 1. flat gradient (padded) → averaged shard
-    const flat = new Float32Array(padded);
-    for (const p of this.params) if (p.grad) flat.set(p.grad.toFloat32(), this.offsets.get(p)!);
-    const flatT = tensor(flat, [padded], 'f32', backend).keep();
-    const shardT = zeros([shardSize], 'f32', backend).keep();
+  async reduceGradients(): Promise<void> {
+    this.checkLive();
+    if (this.stage === 1) return;
+    const first = this.reduced === 0;
+    for (let k = 0; k < this.layout.buckets.length; k++) await this.reduceBucket(k, first);
+    this.reduced++;
+  }
+
+  /**
+   * Stage 2, one bucket: its parameters' gradients → a staging buffer (then freed) → reduce-scatter
+   * (avg) into this rank's slice of the gradient shard (`first`: overwrite, else add). The unit a
+   * gradient-ready hook can call once the bucket's last gradient is final.
+   */
+  private async reduceBucket(k: number, first: boolean): Promise<void> {
+    const b = this.layout.buckets[k]!;
+    const shardGrad = this.bucketViews[k]!.shardGrad!;
+    const staging = zeros([b.length], 'f32', this.backend);
+    let out: Tensor | null = null;
     try {
-      await this.group.reduceScatter(shardT, flatT, 'avg');
-      const shard = shardT.toFloat32();
-      // 2. global norm
-      let sq = 0;
-      for (let i = 0; i < shard.length; i++) sq += shard[i]! * shard[i]!;
-      const sqT = tensor(Float64Array.of(sq), [1], 'f64', backend).keep();
-      await this.group.allReduce(sqT, 'sum');
-      const norm = Math.sqrt(sqT.toArray()[0]!);
-      sqT.dispose();
-      const scale = maxNorm > 0 && norm > maxNorm ? maxNorm / (norm + 1e-6) : 1;
-      // 3. AdamW on each piece
-      this.step++;
-      const newShard = new Float32Array(shardSize);
-      for (const piece of this.pieces) {
-        const pv = piece.param.toFloat32().subarray(piece.paramOffset, piece.paramOffset + piece.length);
-        const pT = tensor(pv.slice(), [piece.length], 'f32', backend);
-        const gT = tensor(shard.slice(piece.shardOffset, piece.shardOffset + piece.length), [piece.length], 'f32', backend);
-        runKernel('adamw', [pT, gT, piece.m, piece.v], {
-          lr, beta1: this.opts.betas[0], beta2: this.opts.betas[1], eps: this.opts.eps,
-          weightDecay: piece.weightDecay, step: this.step, gradScale: scale,
-        });
-        newShard.set(pT.toFloat32(), piece.shardOffset);
-        pT.dispose();
-        gT.dispose();
+      for (const i of b.params) {
+        const p = this.params[i]!;
+        if (!p.grad) continue; // contributes zeros
+        const dst = sliceView(staging, this.layout.offsets[i]! - b.start, [p.numel]);
+        copyInto(dst, p.grad);
+        dst.dispose();
+        p.grad.dispose();
+        p.grad = null;
       }
-      // 4. all-gather the parameters
-      const newShardT = tensor(newShard, [shardSize], 'f32', backend).keep();
-      await this.group.allGather(flatT, newShardT);
-      newShardT.dispose();
-      const all = flatT.toFloat32();
-      for (const p of this.params) {
-        const o = this.offsets.get(p)!;
-        writeInto(p, all.subarray(o, o + p.numel), this.group.rank);
-      }
-      return { norm, scale };
+      out = first ? shardGrad : zeros([b.slice], 'f32', this.backend);
+      await this.group.reduceScatter(out, staging, 'avg');
+      if (!first) noGrad(() => ops.addInPlace(shardGrad, out!));
     } finally {
-      flatT.dispose();
-      shardT.dispose();
+      staging.dispose();
+      if (out && out !== shardGrad) out.dispose();
     }
   }
 
-  zeroGrad(): void {
-    for (const p of this.params) {
-      p.grad?.dispose();
-      p.grad = null;
+  /**
+   * Averages the gradients across ranks (stage 1: reduce-scatter; stage 2: reduceGradients() did,
+   * or does now if it was never called since zeroGrad()), clips them to `maxNorm` by the global
+   * norm (≤ 0: no clipping), updates this rank's shard and all-gathers the parameters. The norm is
+   * read on the host once, after all that is queued; when it is not finite the device skipped the
+   * update (parameters and state unchanged, `step` not advanced) and the caller should stop.
+   */
+  async update(lr: number, maxNorm: number): Promise<{ norm: number; scale: number }> {
+    this.checkLive();
+    const { rank } = this.group;
+    // 1. averaged gradients in this rank's shard
+    if (this.stage === 1) {
+      this.attachGradViews(true);
+      await waitAll(this.bucketViews.map((bv) => this.group.reduceScatter(bv.gradSlice!, bv.grads!, 'avg')));
+    } else {
+      if (this.reduced === 0) await this.reduceGradients();
+      const pending = this.params.filter((p) => p.grad).length;
+      if (pending) {
+        throw new Error(`ZeroOptimizer (stage 2) on rank ${rank}: ${pending} parameters hold gradients that were not reduced; ` +
+          'call reduceGradients() after the backward of every micro-batch');
+      }
     }
+    // 2. global norm: Σ g² over this rank's shard, summed over ranks, and the clip factor, on the device
+    const sources = this.stage === 1 ? this.bucketViews.map((bv) => bv.gradSlice!) : [this.gradShard!];
+    const sq = noGrad(() => {
+      let total: Tensor | null = null;
+      for (const g of sources) {
+        if (g.numel === 0) continue;
+        const s = ops.sumSquares(g);
+        if (total) {
+          ops.addInPlace(total, s);
+          s.dispose();
+        } else {
+          total = s;
+        }
+      }
+      return total ?? zeros([], 'f32', this.backend);
+    });
+    let factor: Tensor | null = null;
+    let norm: number;
+    try {
+      await this.group.allReduce(sq, 'sum');
+      factor = clipFactorOf(sq, maxNorm);
+      // 3. AdamW on each run; a non-finite factor (norm) makes the kernel skip the step on every rank
+      this.step++;
+      const [beta1, beta2] = this.opts.betas;
+      noGrad(() => {
+        for (const run of this.runs) {
+          adamwStep(run.p, run.g, run.m, run.v, factor!, { lr, beta1, beta2, eps: this.opts.eps, weightDecay: run.weightDecay, step: this.step, gradScale: 1 });
+        }
+      });
+      // 4. every rank's updated slices → every rank's parameters
+      await waitAll(this.bucketViews.map((bv) => this.group.allGather(bv.params, bv.paramSlice)));
+      norm = Math.sqrt(sq.item()); // the step's one host read, after it is queued
+    } finally {
+      sq.dispose();
+      factor?.dispose();
+    }
+    if (!Number.isFinite(norm)) this.step--; // the device skipped it
+    const scale = maxNorm > 0 && norm > maxNorm ? maxNorm / (norm + 1e-6) : 1;
+    return { norm, scale };
+  }
+
+  /** Clears the gradients: stage 1 zeroes the flat buffer (p.grad stays its view); stage 2 frees them and zeroes the shard. */
+  zeroGrad(): void {
+    if (this.disposed) return;
+    if (this.stage === 1) {
+      this.params.forEach((p, i) => {
+        if (p.grad && p.grad !== this.gradViews[i]) {
+          p.grad.dispose();
+          p.grad = null;
+        }
+      });
+      zeroInPlace(this.flatGrads!);
+      this.attachGradViews(false);
+    } else {
+      for (const p of this.params) {
+        p.grad?.dispose();
+        p.grad = null;
+      }
+      zeroInPlace(this.gradShard!);
+      this.reduced = 0;
+    }
+  }
+
+  /**
+   * Stage 1: makes every p.grad its view into the flat gradient buffer. A gradient someone else
+   * put there is copied in (`copyForeign`; otherwise dropped) and freed; a missing one is zeros.
+   */
+  private attachGradViews(copyForeign: boolean): void {
+    this.params.forEach((p, i) => {
+      let mine = this.gradViews[i];
+      if (mine && p.grad === mine && !mine.disposed) return;
+      if (!mine || mine.disposed) {
+        mine = sliceView(this.flatGrads!, this.layout.offsets[i]!, p.shape).keep();
+        this.gradViews[i] = mine;
+      }
+      const foreign = p.grad && !p.grad.disposed ? p.grad : null;
+      if (foreign && copyForeign) copyInto(mine, foreign);
+      else zeroInPlace(mine);
+      foreign?.dispose();
+      p.grad = mine;
+    });
   }
 
   /** Gathers the moments into whole tensors named as AdamW's; collective (every rank calls it). */
   async fullState(names: Map<Tensor, string>): Promise<FullStateEntry[]> {
-    const { shardSize, padded } = this.range;
-    const backend = this.params[0]!.backend;
-    const gather = async (pick: (p: Piece) => Tensor): Promise<Float32Array> => {
-      const shard = new Float32Array(shardSize);
-      for (const piece of this.pieces) shard.set(pick(piece).toFloat32(), piece.shardOffset);
-      const shardT = tensor(shard, [shardSize], 'f32', backend).keep();
-      const flatT = zeros([padded], 'f32', backend).keep();
-      try {
-        await this.group.allGather(flatT, shardT);
-        return flatT.toFloat32();
-      } finally {
-        shardT.dispose();
-        flatT.dispose();
-      }
-    };
-    const m = await gather((p) => p.m);
-    const v = await gather((p) => p.v);
-    const out: FullStateEntry[] = [];
-    for (const p of this.params) {
+    this.checkLive();
+    const nameOf = this.params.map((p) => {
       const n = names.get(p);
       if (n === undefined) throw new Error(`ZeroOptimizer.fullState: no name for ${p}`);
-      const o = this.offsets.get(p)!;
-      out.push({ name: `${n}.exp_avg`, shape: p.shape, data: m.slice(o, o + p.numel) });
-      out.push({ name: `${n}.exp_avg_sq`, shape: p.shape, data: v.slice(o, o + p.numel) });
+      return n;
+    });
+    const m = new Array<Float32Array>(this.params.length);
+    const v = new Array<Float32Array>(this.params.length);
+    const longest = Math.max(...this.layout.buckets.map((b) => b.length));
+    const buffer = zeros([longest], 'f32', this.backend).keep();
+    try {
+      for (const [state, into] of [[this.expAvg, m], [this.expAvgSq, v]] as const) {
+        for (const b of this.layout.buckets) {
+          const out = sliceView(buffer, 0, [b.length]);
+          const mine = sliceView(state, b.shardOffset, [b.slice]);
+          try {
+            await this.group.allGather(out, mine);
+            const host = out.toFloat32(); // one download per bucket and moment
+            for (const i of b.params) {
+              const o = this.layout.offsets[i]! - b.start;
+              into[i] = host.slice(o, o + this.params[i]!.numel);
+            }
+          } finally {
+            out.dispose();
+            mine.dispose();
+          }
+        }
+      }
+    } finally {
+      buffer.dispose();
     }
-    return out;
+    return this.params.flatMap((p, i) => [
+      { name: `${nameOf[i]}.exp_avg`, shape: p.shape, data: m[i]! },
+      { name: `${nameOf[i]}.exp_avg_sq`, shape: p.shape, data: v[i]! },
+    ]);
   }
 
   /** Takes this rank's slices out of whole moment tensors (saved at any world size, or by AdamW). */
   loadFullState(lookup: (name: string) => Float32Array | undefined, names: Map<Tensor, string>, step: number): void {
+    this.checkLive();
+    const S = this.layout.shardSize;
+    const host = [new Float32Array(S), new Float32Array(S)] as const;
     for (const piece of this.pieces) {
-      const n = names.get(piece.param)!;
-      for (const [suffix, dst] of [['exp_avg', piece.m], ['exp_avg_sq', piece.v]] as const) {
+      const p = this.params[piece.param]!;
+      const n = names.get(p);
+      if (n === undefined) throw new Error(`ZeroOptimizer.loadFullState: no name for ${p}`);
+      (['exp_avg', 'exp_avg_sq'] as const).forEach((suffix, j) => {
         const full = lookup(`${n}.${suffix}`);
         if (!full) throw new Error(`optimizer state ${n}.${suffix} is missing`);
-        if (full.length !== piece.param.numel) throw new Error(`optimizer state ${n}.${suffix} has ${full.length} elements, the parameter ${piece.param.numel}`);
-        writeInto(dst, full.subarray(piece.paramOffset, piece.paramOffset + piece.length), this.group.rank);
-      }
+        if (full.length !== p.numel) throw new Error(`optimizer state ${n}.${suffix} has ${full.length} elements, the parameter ${p.numel}`);
+        host[j]!.set(full.subarray(piece.paramOffset, piece.paramOffset + piece.length), piece.shardOffset);
+      });
+    }
+    // Everything checked: now overwrite (one upload per moment).
+    for (const [dst, values] of [[this.expAvg, host[0]], [this.expAvgSq, host[1]]] as const) {
+      const t = tensor(values, [S], 'f32', this.backend);
+      copyInto(dst, t);
+      t.dispose();
     }
     this.step = step;
   }
+
+  /**
+   * Releases the optimizer's buffers and views. The parameters keep their memory (views of the
+   * flat buffer, which lives as long as they do); stage 1 gradients stay as they are.
+   */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const run of this.runs) for (const t of [run.p, run.g, run.m, run.v]) t.dispose();
+    for (const bv of this.bucketViews) for (const t of [bv.params, bv.paramSlice, bv.grads, bv.gradSlice, bv.shardGrad]) t?.dispose();
+    for (const t of [this.flatParams, this.flatGrads, this.gradShard, this.expAvg, this.expAvgSq]) t?.dispose();
+  }
+
+  private checkLive(): void {
+    if (this.disposed) throw new Error('ZeroOptimizer used after dispose()');
+  }
 }
 
-/** Overwrites a CPU tensor's values in place. */
-function writeInto(t: Tensor, values: Float32Array, rank: number): void {
-  const s = t.storage;
-  if (!(s instanceof CpuStorage)) {
-    throw new CollectiveError('ZeroOptimizer', rank, `ZeRO runs on CPU tensors until the NCCL group lands; got ${t}`);
-  }
-  (s.data as Float32Array).set(values);
+async function waitAll(works: Work[]): Promise<void> {
+  await Promise.all(works.map((w) => w.wait()));
 }

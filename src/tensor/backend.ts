@@ -2,6 +2,12 @@
 //
 // A backend owns the memory behind tensors (typed arrays on the CPU, device buffers on CUDA). The
 // engine never looks inside a Storage; kernels of the same backend do.
+//
+// Views: `view(storage, byteOffset, bytes)` is a Storage over part of another's memory (a
+// typed-array subarray on the CPU, pointer + offset on CUDA), so that many tensors can live in one
+// flat buffer (ZeRO's parameters, gradients and optimizer state). A view owns nothing: freeing it
+// releases no memory and does not count in memoryStats. Its parent must outlive it; tensors
+// guarantee that by holding a reference to the parent's SharedStorage (tensor.ts, views.ts).
 
 import type { DType, HostArray } from './dtype.js';
 
@@ -26,8 +32,21 @@ export interface Backend {
   upload(data: HostArray, dtype: DType): Storage;
   /** Copies values out to the host (waits for pending work on that memory). */
   download(storage: Storage, dtype: DType, numel: number): HostArray;
-  /** Releases memory; the storage must not be used afterwards. */
+  /** Releases memory; the storage must not be used afterwards. A view releases nothing. */
   free(storage: Storage): void;
+  /**
+   * A storage aliasing `bytes` bytes of `storage` starting at `byteOffset` (no copy: writes through
+   * either are seen by both). Offset and length must be multiples of the parent's element size
+   * (CPU) and within it. Freeing the view never frees the parent's memory; the caller keeps the
+   * parent alive for as long as the view is used. CUDA kernels and cuBLASLt may assume aligned
+   * pointers (16 bytes for vector loads, 256 bytes by default for cuBLASLt): align offsets of views
+   * that kernels will read (ZeRO aligns every parameter to 256 bytes on CUDA).
+   */
+  view(storage: Storage, byteOffset: number, bytes: number): Storage;
+  /** Copies the first `bytes` bytes of `src` over those of `dst` (device to device, in stream order; the two must not overlap). */
+  copy(dst: Storage, src: Storage, bytes: number): void;
+  /** Sets every byte of `storage` to zero, in place (in stream order). */
+  clear(storage: Storage): void;
   /** Waits until all queued work has finished. */
   synchronize(): void;
   memoryStats(): MemoryStats;

@@ -3,8 +3,13 @@
 //   registerBackend / getBackend      backends by name ('cpu', 'cuda')
 //   registerKernel / registerGradient one implementation per (kernel, backend); one gradient per kernel
 //   runKernel(name, inputs, attrs)    dispatches to the inputs' backend and records a tape node
-//   backward(loss)                    walks the tape in reverse, accumulating leaf gradients
-//   scope(fn)                         disposes every tensor created inside fn that was not returned or kept
+//   backward(loss, seed?, opts)       walks the tape in reverse, accumulating leaf gradients; each
+//                                     leaf's .grad is final right after its last use, and
+//                                     opts.onGradReady(leaf) says so then (also from inside
+//                                     `checkpoint`'s recomputation): data parallelism overlaps
+//                                     its gradient reduction with the rest of backward
+//   scope(fn)                         disposes every tensor created inside fn that was not returned or kept,
+//                                     nor saved for backward (what each gradient reads: registerGradient's `saves`)
 //   noGrad(fn)                        runs fn without recording
 //
 // Gradients are written once, in terms of ops, so they run on every backend.
@@ -63,8 +68,22 @@ export function registerKernel<K extends KernelName>(kernel: K, backendName: str
   byBackend.set(backendName, impl);
 }
 
-export function registerGradient<K extends KernelName>(kernel: K, grad: GradFn<KernelAttrs[K]>): void {
+/**
+ * What a gradient function reads the *values* of (indices into its node's inputs and outputs);
+ * shapes and dtypes are always available. Unlisted tensors are not saved for backward: a scope
+ * ending during the forward pass frees them at once (PyTorch's saved tensors). Omitted: everything.
+ */
+export interface Saves {
+  inputs?: readonly number[];
+  outputs?: readonly number[];
+}
+
+const saves = new Map<string, Saves>();
+
+export function registerGradient<K extends KernelName>(kernel: K, grad: GradFn<KernelAttrs[K]>, saved?: Saves): void {
   gradients.set(kernel, grad);
+  if (saved) saves.set(kernel, saved);
+  else saves.delete(kernel);
 }
 
 export function hasKernel(kernel: string, backendName: string): boolean {
@@ -125,6 +144,14 @@ export function runKernel<K extends KernelName>(kernel: K, inputs: Tensor[], att
       o.requiresGrad = true;
       o.creator = node;
     }
+    const s = saves.get(kernel);
+    if (s) {
+      for (const i of s.inputs ?? []) inputs[i]!.saved = true;
+      for (const i of s.outputs ?? []) outputs[i]!.saved = true;
+    } else {
+      for (const t of inputs) t.saved = true;
+      for (const t of outputs) t.saved = true;
+    }
   }
   return outputs;
 }
@@ -176,9 +203,14 @@ export function scope<T>(fn: () => T): T {
   }
   const survivors = new Set<Tensor>();
   collect(result, survivors);
+  const outer = scopes.length > 0;
   for (const t of mine) {
-    if (survivors.has(t)) track(t); // hand to the enclosing scope
-    else if (!t.kept) t.dispose();
+    // Returned, or saved for a backward pass still to come: the enclosing scope takes it (backward
+    // frees saved tensors after their last use; the enclosing scope frees whatever is left).
+    if (survivors.has(t) || (t.saved && outer)) track(t);
+    else if (t.kept) continue;
+    else if (t.creator !== null && outer) t.releaseMemory(); // backward still walks through it
+    else t.dispose();
   }
   return result;
 }
@@ -250,10 +282,15 @@ registerGradient('checkpoint', ([dy], inputs, _outputs, { fn }) => {
     v.requiresGrad = t.requiresGrad;
     return v;
   });
+  // The segment's parameters are leaves of the recomputed graph only: report them to the outer
+  // backward's hook (not the stand-ins, which are this gradient's own business).
+  const outer = gradReadyHook;
+  const standIns = new Set(leaves);
+  const onGradReady = outer ? (t: Tensor) => { if (!standIns.has(t)) outer(t); } : undefined;
   const prev = gradEnabled;
   gradEnabled = true;
   try {
-    scope(() => backward(fn(leaves), dy)); // dy is wrapped in a view there, so it stays the caller's
+    scope(() => backward(fn(leaves), dy, { onGradReady })); // dy is wrapped in a view there, so it stays the caller's
   } finally {
     gradEnabled = prev;
   }
@@ -263,7 +300,7 @@ registerGradient('checkpoint', ([dy], inputs, _outputs, { fn }) => {
     if (g) g.kept = false; // handed to the outer backward, which frees it when consumed
     return g;
   });
-});
+}); // saves everything: its inputs (the segment's input) are what the recomputation starts from
 
 // ---------------------------------------------------------------------------------------------
 // Backward
@@ -271,11 +308,24 @@ registerGradient('checkpoint', ([dy], inputs, _outputs, { fn }) => {
 export interface BackwardOptions {
   /** Keep the forward graph's tensors alive (by default each is freed once its last backward use has run). */
   retainGraph?: boolean;
+  /**
+   * Called once per leaf that gets a gradient in this backward, as soon as that gradient is final:
+   * right after the last node (in backward order) that uses the leaf, with `.grad` written (set,
+   * or accumulated into the existing one). Leaves of the graphs `checkpoint` recomputes (the
+   * segment's parameters) are reported too, from its nested backward. `.grad` then owns its
+   * memory (shares it with no pending gradient), so the callback may reduce it in place.
+   */
+  onGradReady?: (leaf: Tensor) => void;
 }
+
+/** The hook of the backward walk in progress (checkpoint's gradient hands it to its nested backward). */
+let gradReadyHook: ((leaf: Tensor) => void) | null = null;
 
 /**
  * Backpropagates from `root` (a one-element loss unless `seed` is given): accumulates into `.grad`
  * of every leaf tensor that requires gradients, then releases the tape and intermediate gradients.
+ * A leaf's `.grad` is written right after the last node that uses it has been differentiated
+ * (then `opts.onGradReady` fires), not at the end.
  *
  * As PyTorch frees saved tensors during backward, every tensor the tape produced (other than
  * `root` and kept tensors) is disposed as soon as the last node that uses it has been
@@ -338,35 +388,66 @@ export function backward(root: Tensor, seed?: Tensor, opts: BackwardOptions = {}
     }
   };
 
-  noGrad(() => {
-    for (let n = order.length - 1; n >= 0; n--) {
-      const node = order[n]!;
-      const dys = node.outputs.map((o) => grads.get(o) ?? null);
-      if (dys.every((d) => d === null)) {
-        release(node);
-        continue;
-      }
-      const dxs = gradients.get(node.kernel)!(dys, node.inputs, node.outputs, node.attrs);
-      release(node);
-      node.inputs.forEach((input, i) => {
-        const dx = dxs[i];
-        if (dx && input.requiresGrad) accumulate(input, dx);
-      });
-      // Output gradients not handed on are no longer needed: free them now, not at scope end.
-      for (const o of node.outputs) {
-        const g = grads.get(o);
-        grads.delete(o);
-        if (g && !dxs.includes(g)) g.dispose();
-      }
-    }
-    // Leaves last, so that in-place accumulation into .grad cannot touch a gradient still in use.
-    for (const [t, g] of grads) {
-      if (t.creator !== null) continue;
-      const dx = g.dtype === t.dtype ? g : runKernel('cast', [g], { dtype: t.dtype })[0]!;
-      if (t.grad) runKernel('addInPlace', [t.grad, dx], { alpha: 1 });
-      else t.grad = (dx === g ? view(g, g.shape) : dx).keep();
+  // Each leaf's last use: the lowest tape index among the nodes it feeds (the walk runs downwards).
+  const finalAfter = new Map<number, Tensor[]>(); // node index → leaves whose gradient is final after it
+  const placed = new Set<Tensor>();
+  order.forEach((node, n) => {
+    for (const t of node.inputs) {
+      if (t.creator !== null || !t.requiresGrad || placed.has(t)) continue;
+      placed.add(t);
+      const list = finalAfter.get(n);
+      if (list) list.push(t);
+      else finalAfter.set(n, [t]);
     }
   });
+  const hook = opts.onGradReady ?? null;
+  // A leaf's final gradient into .grad: accumulated in place, or set. It is copied when its memory
+  // is shared (a gradient function handed one tensor to two inputs), so that .grad never aliases
+  // another gradient: neither a pending one nor another leaf's (which an in-place update, a later
+  // accumulation or the hook's in-place reduction would also change). Mixed precision: cast to
+  // the leaf's dtype (bf16 gradient → f32 parameter).
+  const finalize = (t: Tensor): void => {
+    const g = grads.get(t);
+    if (!g) return;
+    grads.delete(t); // g itself is left to the enclosing scope, as every gradient made here
+    const copy = g.dtype !== t.dtype || (!t.grad && g.sharedStorage.refs > 1);
+    const dx = copy ? runKernel('cast', [g], { dtype: t.dtype })[0]! : g;
+    if (t.grad) runKernel('addInPlace', [t.grad, dx], { alpha: 1 });
+    else t.grad = (copy ? dx : view(g, g.shape)).keep();
+    hook?.(t);
+  };
+
+  const outerHook = gradReadyHook;
+  gradReadyHook = hook;
+  try {
+    noGrad(() => {
+      for (let n = order.length - 1; n >= 0; n--) {
+        const node = order[n]!;
+        const dys = node.outputs.map((o) => grads.get(o) ?? null);
+        if (dys.some((d) => d !== null)) {
+          const dxs = gradients.get(node.kernel)!(dys, node.inputs, node.outputs, node.attrs);
+          release(node);
+          node.inputs.forEach((input, i) => {
+            const dx = dxs[i];
+            if (dx && input.requiresGrad) accumulate(input, dx);
+          });
+          // Output gradients not handed on are no longer needed: free them now, not at scope end.
+          for (const o of node.outputs) {
+            const g = grads.get(o);
+            grads.delete(o);
+            if (g && !dxs.includes(g)) g.dispose();
+          }
+        } else {
+          release(node);
+        }
+        for (const t of finalAfter.get(n) ?? []) finalize(t);
+      }
+      // A leaf fed by no node: the root itself, when it is a leaf.
+      for (const t of [...grads.keys()]) if (t.creator === null && t.requiresGrad) finalize(t);
+    });
+  } finally {
+    gradReadyHook = outerHook;
+  }
   // Everything else made here (seed, intermediate gradients) is released by the enclosing scope.
   for (const node of order) for (const o of node.outputs) o.creator = null;
 }

@@ -3,16 +3,24 @@
 // Storage is contiguous row-major. `reshape` returns a view sharing the storage (no copy); every
 // other op produces a new tensor through a kernel. Memory is released by `dispose()`, which the
 // engine's scopes call for intermediates (see engine.ts), so CUDA memory never waits on the GC.
+//
+// A tensor's elements are always elements [0, numel) of its storage. A slice of another tensor
+// (views.ts: sliceView) gets its own storage, a backend view of the parent's bytes, and its
+// SharedStorage holds a reference to the parent's, released when the view's last reference goes:
+// the parent's memory lives as long as any slice of it.
 
 import type { Backend, Storage } from './backend.js';
-import { type DType, type HostArray, toF32 } from './dtype.js';
+import { type DType, type HostArray, ITEM_SIZE, toF32 } from './dtype.js';
 import type { TapeNode } from './engine.js';
 
 export class SharedStorage {
   refs = 1;
-  constructor(readonly backend: Backend, readonly storage: Storage) {}
+  /** `parent`: for a view (Backend.view), the storage it aliases; this holds one reference to it. */
+  constructor(readonly backend: Backend, readonly storage: Storage, readonly parent: SharedStorage | null = null) {}
   release(): void {
-    if (--this.refs === 0) this.backend.free(this.storage);
+    if (--this.refs !== 0) return;
+    this.backend.free(this.storage);
+    this.parent?.release();
   }
 }
 
@@ -30,6 +38,8 @@ export class Tensor {
   creator: TapeNode | null = null;
   /** Kept tensors survive the end of the scope that created them. */
   kept = false;
+  /** A tape node's gradient reads this tensor's values (see engine.ts `Saves`). */
+  saved = false;
   name?: string;
   private shared: SharedStorage | null;
 
@@ -84,6 +94,32 @@ export class Tensor {
   item(): number {
     if (this.numel !== 1) throw new Error(`item() needs a one-element tensor, got shape [${this.shape.join(', ')}]`);
     return this.dtype === 'f64' ? this.toArray()[0]! : this.toFloat32()[0]!;
+  }
+
+  /**
+   * @internal Makes this tensor use `shared` (taking a reference) and releases its own storage; the
+   * Tensor object, its shape, grad and flags stay. ZeRO moves parameters into one flat buffer this
+   * way (views.ts: adoptStorage), so the model keeps the objects it holds.
+   */
+  adoptShared(shared: SharedStorage): void {
+    if (this.shared === null) throw new Error(`tensor #${this.id} used after dispose`);
+    if (shared.backend !== this.backend) throw new Error(`adoptShared: storage of backend ${shared.backend.name} for a ${this.backend.name} tensor`);
+    const need = this.numel * ITEM_SIZE[this.dtype];
+    if (shared.storage.bytes < need) throw new Error(`adoptShared: a ${shared.storage.bytes}-byte storage for ${this} (${need} bytes)`);
+    if (shared === this.shared) return;
+    shared.refs++;
+    this.shared.release();
+    this.shared = shared;
+  }
+
+  /**
+   * @internal Releases the memory but keeps the tape link (`creator`): an intermediate that no
+   * gradient reads is freed during the forward pass while backward still walks through it.
+   */
+  releaseMemory(): void {
+    if (this.shared === null) return;
+    this.shared.release();
+    this.shared = null;
   }
 
   /** Marks the tensor to survive the scope that created it. Returns itself. */

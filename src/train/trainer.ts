@@ -4,6 +4,11 @@
 //
 // Determinism: batch k, dropout seeds and the LR are functions of the iteration, so a run stopped
 // and resumed from a checkpoint computes exactly what the uninterrupted run would have.
+// Data parallelism (WORLD_SIZE > 1): without ZeRO, gradient buckets are averaged across ranks
+// while the last micro-batch's backward runs (DataParallel.beginBackward / finish).
+// With zero_optimization.stage 1 or 2, ZeroOptimizer replaces that and AdamW: stage 2 reduce-
+// scatters each micro-batch's gradients into this rank's shard (reduceGradients), and update()
+// reduces (stage 1), clips, updates this rank's shard and all-gathers the parameters.
 
 import { existsSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
@@ -96,13 +101,20 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
   const opt = cfg.optimizer.params;
   const groups = [{ params: decay, weightDecay: cfg.weight_decay }, { params: noDecay, weightDecay: 0 }];
   const adamOpts = { betas: [opt.betas?.[0] ?? 0.9, opt.betas?.[1] ?? 0.999] as [number, number], eps: opt.eps ?? 1e-8 };
-  // ZeRO-1 shards AdamW's moments across the data-parallel ranks; without it every rank holds them all.
+  // ZeRO shards AdamW's moments (stage 1) and the gradients (stage 2) across the data-parallel
+  // ranks; without it every rank holds them all. One process has nothing to shard: plain AdamW.
   const zeroStage = cfg.zero_optimization?.stage ?? 0;
-  if (zeroStage > 1) throw new TrainingError(`zero_optimization.stage ${zeroStage} is not implemented yet; use 0 or 1 (optimizer-state sharding)`);
-  if (zeroStage === 1 && lossScaler) throw new TrainingError('zero_optimization.stage 1 with fp16 loss scaling is not implemented yet; use bf16');
-  const zero = dist && zeroStage === 1 ? new ZeroOptimizer(dist.group, groups, adamOpts) : null;
+  if (zeroStage > 2) throw new TrainingError(`zero_optimization.stage ${zeroStage} (parameter sharding) is not implemented yet; use 1 (optimizer states) or 2 (optimizer states and gradients)`);
+  if (zeroStage > 0 && lossScaler) throw new TrainingError(`zero_optimization.stage ${zeroStage} with fp16 loss scaling is not implemented yet; use bf16`);
+  const zero = dist && zeroStage > 0
+    ? new ZeroOptimizer(dist.group, groups, { ...adamOpts, stage: zeroStage as 1 | 2, bucketElements: cfg.zero_optimization.reduce_bucket_size })
+    : null;
   const optimizer = zero ?? new AdamW(groups, adamOpts);
-  if (zero) log.info(`ZeRO-1: ${humanCount(zero.stateBytes())}B of optimizer state on this rank (1/${dp} of ${humanCount(8 * model.numParameters())}B)`);
+  if (zero) {
+    const m = zero.memory();
+    log.info(`ZeRO-${zeroStage}: ${humanCount(m.optimizerState)}B of optimizer state on this rank (1/${dp} of ${humanCount(8 * model.numParameters())}B), ` +
+      `${humanCount(m.gradients)}B of gradients (${zeroStage === 2 ? `a 1/${dp} shard` : 'all'}), ${humanCount(m.parameters)}B of f32 parameters (all)`);
+  }
   const decayIters = cfg.lr_decay_iters ?? trainIters;
   const schedule: ScheduleOptions = {
     lr: cfg.lr, minLr: cfg.min_lr, warmupIters: Math.floor(cfg.warmup * decayIters), decayIters, style: cfg.lr_decay_style,
@@ -128,6 +140,9 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
   if (curriculum) validateCurriculum(curriculum, cfg.seq_length);
 
   const params = model.parameters();
+  // Data parallelism without ZeRO: the last micro-batch's backward all-reduces each gradient
+  // bucket as soon as it is complete (DataParallel.beginBackward / finish), as PyTorch DDP does.
+  const ddp = dist && !zero ? dist.dataParallel(params, model.namedParameters().map(([n]) => n)) : null;
   const losses: number[] = [];
   let validLoss: number | null = null;
   let windowStart = performance.now();
@@ -152,9 +167,11 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
         const loss = model.loss(ids, labels, mask, maskCount);
         const factor = (lossScaler?.scale ?? 1) / gas;
         // The factor rides in as the seed gradient, so `loss` stays the root (and stays readable).
-        backward(loss, factor === 1 ? undefined : ops.fill([], factor, loss.dtype, backend));
+        const onGradReady = ddp && m === gas - 1 ? ddp.beginBackward() : undefined; // only the last micro-batch reduces
+        backward(loss, factor === 1 ? undefined : ops.fill([], factor, loss.dtype, backend), { onGradReady });
         ops.addInPlace(lossSum, ops.cast(loss, 'f32'));
       });
+      if (zero) await zero.reduceGradients(); // ZeRO-2: into this rank's gradient shard, full gradients freed
     }
     // The mean loss of the iteration over all ranks (reading it waits for the device).
     const readLoss = async (): Promise<number> => {
@@ -169,8 +186,9 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
       if (!Number.isFinite(loss)) throw nonFinite(loss, iteration, cfg, optimizer);
       // Reduce-scatter the gradients, clip by the global norm, update this rank's shard, all-gather the parameters.
       norm = (await optimizer.update(lr, cfg.gradient_clipping)).norm;
+      if (!Number.isFinite(norm)) throw nonFinite(norm, iteration, cfg, optimizer, 'gradient norm'); // the device skipped the step
     } else {
-      if (dist) await dist.syncGradients(params);
+      if (ddp) await ddp.finish(); // the buckets backward did not complete, then wait for all
       // fp16: gradients carry the loss scale; an overflow skips the step and lowers the scale.
       // The clip factor stays on the device and the update skips itself when the norm is not
       // finite, so the host reads the norm only now, after the step is queued.

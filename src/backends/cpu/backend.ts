@@ -1,11 +1,16 @@
 // The CPU backend's allocator: tensors live in host typed arrays (SharedArrayBuffer-backed when
 // large, so worker threads can compute on them without copies).
+//
+// Views (Backend.view) are subarrays of another storage's array, of the same element type: they
+// share its buffer (and so reach the worker pool when it is shared), count nothing in
+// memoryStats, and freeing one neither caches nor releases the buffer, which stays its owner's.
 
 import type { Backend, MemoryStats, Storage } from '../../tensor/backend.js';
 import { type DType, type HostArray, ITEM_SIZE, hostArray } from '../../tensor/dtype.js';
 
 export class CpuStorage implements Storage {
-  constructor(readonly data: HostArray) {}
+  /** `isView`: `data` is a subarray of another storage's array, which owns the buffer. */
+  constructor(readonly data: HostArray, readonly isView = false) {}
   get bytes(): number {
     return this.data.byteLength;
   }
@@ -74,6 +79,7 @@ export class CpuBackend implements Backend {
   }
 
   free(storage: Storage): void {
+    if ((storage as CpuStorage).isView) return; // the buffer belongs to the parent storage
     this.allocated -= storage.bytes;
     const buf = (storage as CpuStorage).data.buffer;
     if (buf instanceof SharedArrayBuffer && this.cachedBytes + buf.byteLength <= CACHE_MAX_BYTES) {
@@ -84,11 +90,39 @@ export class CpuBackend implements Backend {
     }
   }
 
+  view(storage: Storage, byteOffset: number, bytes: number): CpuStorage {
+    const d = (storage as CpuStorage).data;
+    const size = d.BYTES_PER_ELEMENT;
+    if (!Number.isInteger(byteOffset) || !Number.isInteger(bytes) || byteOffset < 0 || bytes < 0 || byteOffset + bytes > d.byteLength) {
+      throw new Error(`view: bytes [${byteOffset}, ${byteOffset + bytes}) are outside a ${d.byteLength}-byte storage`);
+    }
+    if (byteOffset % size !== 0 || bytes % size !== 0) {
+      throw new Error(`view: offset ${byteOffset} and length ${bytes} must be multiples of the element size (${size} bytes)`);
+    }
+    const Ctor = d.constructor as new (buf: ArrayBufferLike, byteOffset: number, length: number) => HostArray;
+    return new CpuStorage(new Ctor(d.buffer, d.byteOffset + byteOffset, bytes / size), true);
+  }
+
+  copy(dst: Storage, src: Storage, bytes: number): void {
+    const to = bytesOf((dst as CpuStorage).data, bytes, 'copy: destination');
+    to.set(bytesOf((src as CpuStorage).data, bytes, 'copy: source'));
+  }
+
+  clear(storage: Storage): void {
+    (storage as CpuStorage).data.fill(0);
+  }
+
   synchronize(): void {}
 
   memoryStats(): MemoryStats {
     return { allocated: this.allocated, reserved: this.allocated + this.cachedBytes, peak: this.peak };
   }
+}
+
+/** The first `bytes` bytes of a host array, as bytes. */
+function bytesOf(a: HostArray, bytes: number, what: string): Uint8Array {
+  if (!Number.isInteger(bytes) || bytes < 0 || bytes > a.byteLength) throw new Error(`${what}: ${bytes} bytes asked of a ${a.byteLength}-byte storage`);
+  return new Uint8Array(a.buffer, a.byteOffset, bytes);
 }
 
 /** The host array behind a CPU tensor's storage. */

@@ -7,6 +7,10 @@
 //
 // Kernels report bad inputs they cannot throw about (token ids out of range) by setting bits of an
 // error word in device memory; download() and synchronize() read it after waiting and throw.
+//
+// Views (Backend.view): a CudaStorage at ptr + offset into another's block, flagged `isView`; the
+// allocator never sees it (freeing it only marks it freed), and the tensor layer keeps the parent
+// alive. copy() and clear() are cuMemcpyDtoDAsync / cuMemsetD8Async on the stream.
 
 import type { Backend, MemoryStats, Storage } from '../../tensor/backend.js';
 import { type DType, type HostArray, ITEM_SIZE, hostArray } from '../../tensor/dtype.js';
@@ -23,7 +27,8 @@ import { Kernel } from './launch.js';
 
 export class CudaStorage implements Storage {
   freed = false;
-  constructor(readonly ptr: number, readonly bytes: number, readonly block: Block) {}
+  /** `isView`: ptr points into `block`, which belongs to another storage (not released when this is freed). */
+  constructor(readonly ptr: number, readonly bytes: number, readonly block: Block, readonly isView = false) {}
 }
 
 /** The device pointer behind a CUDA tensor. */
@@ -175,7 +180,29 @@ export class CudaBackend implements Backend {
     const s = storage as CudaStorage;
     if (s.freed) throw new Error('CUDA storage freed twice');
     s.freed = true;
-    this.allocator.release(s.block);
+    if (!s.isView) this.allocator.release(s.block);
+  }
+
+  view(storage: Storage, byteOffset: number, bytes: number): CudaStorage {
+    const s = live(storage);
+    if (!Number.isInteger(byteOffset) || !Number.isInteger(bytes) || byteOffset < 0 || bytes < 0 || byteOffset + bytes > s.bytes) {
+      throw new Error(`view: bytes [${byteOffset}, ${byteOffset + bytes}) are outside a ${s.bytes}-byte storage`);
+    }
+    return new CudaStorage(s.ptr + byteOffset, bytes, s.block, true);
+  }
+
+  copy(dst: Storage, src: Storage, bytes: number): void {
+    const d = live(dst);
+    const s = live(src);
+    if (!Number.isInteger(bytes) || bytes < 0 || bytes > d.bytes || bytes > s.bytes) {
+      throw new Error(`copy: ${bytes} bytes between storages of ${s.bytes} and ${d.bytes} bytes`);
+    }
+    this.copyAsync(d.ptr, s.ptr, bytes);
+  }
+
+  clear(storage: Storage): void {
+    const s = live(storage);
+    this.memsetAsync(s.ptr, 0, s.bytes);
   }
 
   synchronize(): void {
