@@ -2,17 +2,21 @@
 # One GPU session's checks and measurements, for the device host (no Node there: pack.sh's
 # bundle provides it). From the project root, after `npm install && ../shared/gpu/pack.sh`:
 #     run: source .gpu/setup.sh && bash bench/gpu_run.sh   (carry .gpu)
-# Writes everything under $OUT (or ./gpu-out): one log per stage, and a summary line per stage
-# (exit status, seconds) on stdout. STAGES picks stages (default: all, in this order):
+# Writes one log per stage into $OUT/logs (or ./gpu-out/logs), packed at the end into
+# $OUT/logs.tgz (the device tool returns at most 8 files), and a summary line per stage (exit
+# status, seconds) on stdout. STAGES picks stages (default: all, in this order):
 #   tests     CUDA and NCCL test files (CUDA_TESTS overrides the list)
 #   hf        our to-hf output of the fixtures loads in transformers with the fixture's logits
-#   data      pyarrow-written parquet fixtures, and preprocessing vs Python `tokenizers`
+#   parquet   pyarrow-written parquet fixtures (to $OUT/parquet.tgz)
+#   preprocess  preprocessing throughput vs Python `tokenizers` (rewrites docs/benchmarks.md there)
 #   bench     NeoX.ts (BENCH_MODELS, also with --loss-chunk for CHUNK_MODELS) and PyTorch eager
 #   npmtest   the whole `npm test` with a GPU present
 set -uo pipefail
-out=${OUT:-gpu-out}
+root=${OUT:-gpu-out}
+out=$root/logs
 mkdir -p "$out"
-stages=" ${STAGES:-tests hf data bench npmtest} "
+trap 'tar czf "$root/logs.tgz" -C "$root" logs && rm -rf "$out"' EXIT
+stages=" ${STAGES:-tests hf parquet preprocess bench npmtest} "
 want() { [[ "$stages" == *" $1 "* ]]; }
 stage() { # stage NAME SECONDS CMD...: runs CMD with a time limit, log in $out/NAME.txt
   local name=$1 limit=$2 t0=$SECONDS
@@ -22,12 +26,11 @@ stage() { # stage NAME SECONDS CMD...: runs CMD with a time limit, log in $out/N
 }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu.txt" 2>&1
-git rev-parse HEAD > "$out/commit.txt" 2>/dev/null
 stage tsc 120 npx tsc -p .
 stage doctor 60 node bin/neox.js doctor
 
 if want tests; then
-  stage cuda_tests 300 node --test ${CUDA_TESTS:-dist/tests/cuda.test.js dist/tests/cuda_attention.test.js dist/tests/cuda_train.test.js dist/tests/cuda_infer.test.js dist/tests/nccl.test.js}
+  stage cuda_tests 300 node --test ${CUDA_TESTS:-dist/tests/cuda.test.js dist/tests/cuda_attention.test.js dist/tests/cuda_train.test.js dist/tests/cuda_infer.test.js dist/tests/cuda_zero.test.js dist/tests/nccl.test.js}
   grep -E '^# (pass|fail|skipped)|^not ok' "$out/cuda_tests.txt"
 fi
 
@@ -41,9 +44,13 @@ if want hf; then
     "$rt/mistral-hf:tests/fixtures/hf/mistral"
 fi
 
-if want data; then
+if want parquet; then
   mkdir -p "$out/parquet"
   stage parquet 60 python3 tests/fixtures/data/make_parquet_fixtures.py "$out/parquet"
+  tar czf "$root/parquet.tgz" -C "$out" parquet
+fi
+
+if want preprocess; then
   stage preprocess_bench 240 node dist/bench/preprocess.js --mb 16 --pin --python --tokenizers gpt2bpe,hf-bytelevel --write-docs
   cp docs/benchmarks.md "$out/benchmarks_after_preprocess.md"
 fi
@@ -53,7 +60,7 @@ if want bench; then
     stage "bench_neox_$m" 150 node dist/bench/train_bench.js "$m" --device cuda
     grep '^{' "$out/bench_neox_$m.txt" >> "$out/bench_neox.jsonl"
   done
-  for m in ${CHUNK_MODELS:-pythia-410m pythia-1.4b}; do
+  for m in ${CHUNK_MODELS-pythia-410m pythia-1.4b}; do
     stage "bench_neox_${m}_chunk" 150 node dist/bench/train_bench.js "$m" --device cuda --loss-chunk 8192
     grep '^{' "$out/bench_neox_${m}_chunk.txt" | sed 's/^{/{"loss_chunk":8192,/' >> "$out/bench_neox.jsonl"
   done
@@ -63,6 +70,6 @@ if want bench; then
 fi
 
 if want npmtest; then
-  stage npm_test 400 npm test
+  stage npm_test ${NPM_TEST_LIMIT:-400} npm test
   grep -E '^# (tests|pass|fail|skipped)|^not ok' "$out/npm_test.txt"
 fi
