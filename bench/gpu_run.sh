@@ -11,6 +11,8 @@
 #   preprocess  preprocessing throughput vs Python `tokenizers` (rewrites docs/benchmarks.md there)
 #   bench     NeoX.ts (BENCH_MODELS, also with --loss-chunk for CHUNK_MODELS) and PyTorch eager
 #   npmtest   the whole `npm test` with a GPU present
+#   multi     (2+ GPUs) NCCL across processes, the trainer on 2 GPUs vs 1, and data-parallel
+#             throughput of NeoX.ts (ZeRO 0, and ZERO_STAGES for memory) vs torch_ddp.py on GPUS
 set -uo pipefail
 root=${OUT:-gpu-out}
 out=$root/logs
@@ -72,4 +74,24 @@ fi
 if want npmtest; then
   stage npm_test ${NPM_TEST_LIMIT:-400} npm test
   grep -E '^# (tests|pass|fail|skipped)|^not ok' "$out/npm_test.txt"
+fi
+
+if want multi; then
+  ngpu=$(nvidia-smi -L | wc -l)
+  stage multi_tests 400 node --test dist/tests/nccl_multi.test.js dist/tests/cuda_parallel_train.test.js
+  grep -E '^# (pass|fail|skipped)|^not ok' "$out/multi_tests.txt"
+  for n in ${GPUS:-2 4}; do
+    [ "$n" -le "$ngpu" ] || { echo "multi: $n GPUs asked, $ngpu present"; continue; }
+    for m in ${MULTI_MODELS:-pythia-160m pythia-410m pythia-1.4b}; do
+      stage "ddp_neox_${n}_$m" 300 node bin/neox.js launch --nproc-per-node "$n" --exec node dist/bench/train_bench.js "$m" --device cuda
+      grep -h '^\[rank 0\] {' "$out/ddp_neox_${n}_$m.txt" | sed 's/^\[rank 0\] //' >> "$out/ddp_neox.jsonl"
+      stage "ddp_torch_${n}_$m" 300 python3 -m torch.distributed.run --nproc_per_node "$n" .gpu/bench/torch_ddp.py "$m"
+      grep -h '^{' "$out/ddp_torch_${n}_$m.txt" >> "$out/ddp_torch.jsonl"
+      for z in ${ZERO_STAGES-}; do
+        stage "ddp_neox_${n}_${m}_zero$z" 300 node bin/neox.js launch --nproc-per-node "$n" --exec node dist/bench/train_bench.js "$m" --device cuda --zero "$z"
+        grep -h '^\[rank 0\] {' "$out/ddp_neox_${n}_${m}_zero$z.txt" | sed 's/^\[rank 0\] //' >> "$out/ddp_neox.jsonl"
+      done
+    done
+  done
+  cat "$out/ddp_neox.jsonl" "$out/ddp_torch.jsonl" 2>/dev/null
 fi

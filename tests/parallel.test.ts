@@ -565,3 +565,13 @@ test('ZeRO-1: sharded AdamW equals data-parallel AdamW bit for bit, with 1/W of 
     for (const g of gathered) assert.deepEqual(g, saved);
   });
 });
+
+test('each launched process takes the GPU of its local rank (torchrun, Slurm, Open MPI variables)', async () => {
+  const { localDeviceOrdinal } = await import('../src/train/device.js');
+  assert.equal(localDeviceOrdinal({}), 0);
+  assert.equal(localDeviceOrdinal({ LOCAL_RANK: '3' }), 3);
+  assert.equal(localDeviceOrdinal({ SLURM_LOCALID: '1' }), 1);
+  assert.equal(localDeviceOrdinal({ OMPI_COMM_WORLD_LOCAL_RANK: '2' }), 2);
+  assert.equal(localDeviceOrdinal({ LOCAL_RANK: '1', SLURM_LOCALID: '5' }), 1, 'LOCAL_RANK wins');
+  assert.throws(() => localDeviceOrdinal({ LOCAL_RANK: 'x' }), /local rank 'x' is not a non-negative integer/);
+});

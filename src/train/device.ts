@@ -1,4 +1,6 @@
-// Choosing the device: CUDA when a GPU is found (or asked for), else the CPU.
+// Choosing the device: CUDA when a GPU is found (or asked for), else the CPU. Under a launcher
+// (neox launch, torchrun, Slurm, MPI: LOCAL_RANK or its equivalents), each process takes the GPU of
+// its local rank among the visible ones, as torchrun scripts do with set_device(LOCAL_RANK).
 
 import { getBackend } from '../tensor/engine.js';
 import type { Backend } from '../tensor/backend.js';
@@ -22,12 +24,28 @@ export async function selectBackend(device: string): Promise<Backend> {
   throw new DeviceError(`unknown device '${device}'; use auto, cpu or cuda`);
 }
 
+/** This process's GPU ordinal: its local rank under a launcher, else 0. */
+export function localDeviceOrdinal(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.LOCAL_RANK ?? env.SLURM_LOCALID ?? env.OMPI_COMM_WORLD_LOCAL_RANK ?? env.MPI_LOCALRANKID ?? '0';
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) throw new DeviceError(`the local rank '${raw}' is not a non-negative integer (LOCAL_RANK, SLURM_LOCALID or OMPI_COMM_WORLD_LOCAL_RANK)`);
+  return n;
+}
+
 async function tryCuda(): Promise<Backend | null> {
   // The CUDA backend registers itself when its module loads and finds a GPU.
+  let mod: { initCuda?: (ordinal?: number) => Backend | null; cudaUnavailableReason?: () => string | null };
   try {
-    const mod = (await import('../backends/cuda/index.js')) as { initCuda?: () => Backend | null };
-    return mod.initCuda?.() ?? null;
+    mod = (await import('../backends/cuda/index.js')) as typeof mod;
   } catch {
     return null;
   }
+  const ordinal = localDeviceOrdinal();
+  const be = mod.initCuda?.(ordinal) ?? null;
+  const why = mod.cudaUnavailableReason?.() ?? '';
+  if (!be && ordinal > 0 && /requested, \d+ present/.test(why)) {
+    throw new DeviceError(`local rank ${ordinal} needs GPU ${ordinal}, but ${why.replace(/.*requested, /, '')} visible: ` +
+      'start at most one process per GPU (--nproc-per-node), or check CUDA_VISIBLE_DEVICES');
+  }
+  return be;
 }
