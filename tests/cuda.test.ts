@@ -506,6 +506,31 @@ test('clipFactor and adamw with a device scale agree with the CPU; a NaN factor 
   });
 });
 
+test('multi-tensor kernels across chunk boundaries: sumSquares over many tensors and adamwMulti (bitwise = adamw)', { skip: noGpu }, () => {
+  scope(() => {
+    const sizes = [1, 65535, 65536, 65537, 200003];
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const vals = sizes.map((n) => values(n, dtype));
+      const onGpu = runKernel('sumSquares', vals.map((v, k) => tensor(v, [sizes[k]!], dtype, gpu!)), {})[0]!.item();
+      const onCpu = runKernel('sumSquares', vals.map((v, k) => tensor(v, [sizes[k]!], 'f32', cpu)), {})[0]!.item();
+      assertClose([onGpu], [onCpu], { rtol: 1e-5 }, `sumSquares of ${sizes.length} ${dtype} tensors`);
+    }
+    const o = { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 2, gradScale: 0.5 };
+    for (const gradType of ['f32', 'bf16'] as const) {
+      for (const factor of [null, 0.25, NaN]) {
+        const init = sizes.map((n) => [values(n, 'f32'), values(n, gradType, 0.01), values(n, 'f32', 0.01), Float32Array.from(values(n, 'f32', 0.001), Math.abs)]);
+        const make = () => init.map(([p, g, m, v], k) => [tensor(p!, [sizes[k]!], 'f32', gpu!), tensor(g!, [sizes[k]!], gradType, gpu!),
+          tensor(m!, [sizes[k]!], 'f32', gpu!), tensor(v!, [sizes[k]!], 'f32', gpu!)]);
+        const scale = factor === null ? [] : [tensor([factor], [], 'f32', gpu!)];
+        const one = make(), many = make();
+        for (const q of one) runKernel('adamw', [...q, ...scale], { ...o, scaleInput: factor !== null });
+        runKernel('adamwMulti', [...many.flat(), ...scale], { ...o, scaleInput: factor !== null });
+        one.forEach((q, k) => [0, 2, 3].forEach((j) => assert.deepEqual(many[k]![j]!.toFloat32(), q[j]!.toFloat32(), `adamwMulti ${gradType} factor ${factor}: tensor ${k}.${j}`)));
+      }
+    }
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // Coverage, and the kernels ported from the CPU's norm, activation, loss, dropout, shape, rotary
 
@@ -684,16 +709,19 @@ test('permute, split and concat move the same elements as the CPU for every elem
   }
 });
 
-test('rotary (full, partial, none; offset; inverse) matches the CPU', { skip: noGpu }, () => {
+test('rotary (full, partial, none; offset; inverse; bhsd and bshd layouts) matches the CPU', { skip: noGpu }, () => {
   for (const dtype of FLOATS) {
     for (const rotaryDims of [16, 8, 0]) {
       for (const offset of [0, 5]) {
         for (const inverse of [false, true]) {
-          scope(() => {
-            const x = pair([2, 3, 17, 16], dtype, 2);
-            const [c, g] = both('rotary', [x], { rotaryDims, base: 10000, offset, inverse });
-            close(g[0]!, c[0]!, dtype === 'f32' ? 1e-5 : RTOL[dtype], `rotary ${dtype} dims ${rotaryDims} offset ${offset}${inverse ? ' inverse' : ''}`, 1e-6);
-          });
+          for (const layout of ['bhsd', 'bshd'] as const) {
+            scope(() => {
+              // bhsd [B, H, T, D] = [2, 3, 17, 16]; bshd [B, T, H, D] = [2, 17, 3, 16] (positions along axis 1)
+              const x = pair(layout === 'bshd' ? [2, 17, 3, 16] : [2, 3, 17, 16], dtype, 2);
+              const [c, g] = both('rotary', [x], { rotaryDims, base: 10000, offset, inverse, layout });
+              close(g[0]!, c[0]!, dtype === 'f32' ? 1e-5 : RTOL[dtype], `rotary ${layout} ${dtype} dims ${rotaryDims} offset ${offset}${inverse ? ' inverse' : ''}`, 1e-6);
+            });
+          }
         }
       }
     }

@@ -14,7 +14,7 @@ const f64 = (t: Tensor): Float64Array => Float64Array.from(t.toArray());
 test('every kernel of these families has a CPU implementation', () => {
   for (const k of ['permute', 'split', 'concat', 'layerNorm', 'layerNormBackward', 'rmsNorm', 'rmsNormBackward', 'scaleNorm',
     'scaleNormBackward', 'activation', 'activationBackward', 'gatedActivation', 'gatedActivationBackward', 'softmax',
-    'softmaxBackward', 'dropout', 'crossEntropy', 'crossEntropyBackward', 'adamw', 'clipFactor']) {
+    'softmaxBackward', 'dropout', 'crossEntropy', 'crossEntropyBackward', 'adamw', 'clipFactor', 'adamwMulti']) {
     assert.ok(hasKernel(k, 'cpu'), k);
   }
 });
@@ -480,4 +480,24 @@ test('adamw with a device scale: the factor multiplies gradScale; a non-finite f
   assert.ok(skipped.m.every((x) => x === 0), 'moments untouched');
   assert.ok(skipped.low.every((x) => x === 0), 'low-precision copy untouched');
   assert.deepEqual(run(1, Infinity).p, Array.from(Float32Array.from(p0)));
+});
+
+test('adamwMulti updates every (p, grad, m, v) exactly as adamw does; sumSquares over many tensors', () => {
+  const o = { lr: 0.01, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 3, gradScale: 0.5 };
+  const r = rng(72);
+  const sizes = [1, 7, 64, 33];
+  const vals = (n: number) => Array.from({ length: n }, () => r() * 2 - 1);
+  const p0 = sizes.map(vals), g = sizes.map(vals), m0 = sizes.map(vals), v0 = sizes.map((n) => vals(n).map(Math.abs));
+  const make = () => sizes.map((n, k) => [tensor(p0[k]!, [n]), tensor(g[k]!, [n]), tensor(m0[k]!, [n]), tensor(v0[k]!, [n])]);
+  for (const factor of [null, 0.25, NaN]) {
+    const one = make(), many = make();
+    const scale = factor === null ? [] : [tensor([factor], [], 'f32')];
+    for (const q of one) runKernel('adamw', [...q, ...scale], { ...o, scaleInput: factor !== null });
+    runKernel('adamwMulti', [...many.flat(), ...scale], { ...o, scaleInput: factor !== null });
+    one.forEach((q, k) => q.forEach((t, j) => assert.deepEqual(Array.from(many[k]![j]!.toArray()), Array.from(t.toArray()), `factor ${factor}: tensor ${k}.${j}`)));
+  }
+  assert.throws(() => runKernel('adamwMulti', make().flat().slice(0, 6), o), /6 inputs are not \(p, grad, m, v\) × n/);
+  const xs = sizes.map((n, k) => tensor(p0[k]!, [n]));
+  const each = xs.reduce((s, x) => s + ops.sumSquares(x).item(), 0);
+  assertClose([runKernel('sumSquares', xs, {})[0]!.item()], [each], { rtol: 1e-6 });
 });

@@ -46,10 +46,18 @@ export class AdamW {
   update(lr: number, gradScale = 1, factor?: Tensor): void {
     this.step++;
     for (const g of this.groups) {
+      // One launch per group and gradient dtype (adamwMulti); a parameter that received no
+      // gradient this step is left alone.
+      const byDtype = new Map<string, Tensor[]>();
       for (const p of g.params) {
-        if (!p.grad) continue; // a parameter that received no gradient this step is left alone
+        if (!p.grad) continue;
         const s = this.state.get(p)!;
-        runKernel('adamw', factor ? [p, p.grad, s.m, s.v, factor] : [p, p.grad, s.m, s.v], {
+        const list = byDtype.get(p.grad.dtype) ?? [];
+        list.push(p, p.grad, s.m, s.v);
+        byDtype.set(p.grad.dtype, list);
+      }
+      for (const quads of byDtype.values()) {
+        runKernel('adamwMulti', factor ? [...quads, factor] : quads, {
           lr, beta1: this.opts.betas[0], beta2: this.opts.betas[1], eps: this.opts.eps,
           weightDecay: g.weightDecay, step: this.step, gradScale, scaleInput: !!factor,
         });
@@ -101,6 +109,30 @@ export function gradNormAndClip(params: Tensor[], maxNorm: number): { norm: numb
 
 /** Σ‖g‖² over the parameters' gradients, [] f32 on the device (null when none has a gradient). */
 export function gradSquaredNorm(params: readonly Tensor[]): Tensor | null {
+  const grads = params.flatMap((p) => (p.grad ? [p.grad] : []));
+  if (grads.length === 0) return null;
+  // One call over all of them (a multi-tensor reduction on CUDA) per gradient dtype.
+  const byDtype = new Map<string, Tensor[]>();
+  for (const g of grads) {
+    const list = byDtype.get(g.dtype);
+    if (list) list.push(g);
+    else byDtype.set(g.dtype, [g]);
+  }
+  let total: Tensor | null = null;
+  for (const list of byDtype.values()) {
+    const s = runKernel('sumSquares', list, {})[0]!;
+    if (total) {
+      ops.addInPlace(total, s);
+      s.dispose();
+    } else {
+      total = s;
+    }
+  }
+  return total;
+}
+
+/** The per-tensor form of gradSquaredNorm (one reduction per gradient), kept as its reference in tests. */
+export function gradSquaredNormPerTensor(params: readonly Tensor[]): Tensor | null {
   let total: Tensor | null = null;
   for (const p of params) {
     if (!p.grad) continue;

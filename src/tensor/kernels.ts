@@ -8,6 +8,9 @@ import type { Tensor } from './tensor.js';
 
 export type ActivationKind = 'gelu' | 'gelu_tanh' | 'relu' | 'silu';
 
+/** Where attention's heads sit: 'bhsd' [B, H, T, D] (the default) or 'bshd' [B, T, H, D]. */
+export type AttentionLayout = 'bhsd' | 'bshd';
+
 export interface KernelAttrs {
   // --- creation and conversion
   /** () → [shape] filled with `value`. */
@@ -31,7 +34,7 @@ export interface KernelAttrs {
   sum: Record<string, never>;
   /** x [R, C] → [C] column sums (bias gradients, broadcast gradients). */
   sumRows: Record<string, never>;
-  /** x → [] Σ x² in f32 (gradient norms). */
+  /** x (one or many tensors) → [] Σ x² over every element of every input, in f32 (gradient norms). */
   sumSquares: Record<string, never>;
 
   // --- matmul
@@ -90,15 +93,18 @@ export interface KernelAttrs {
   dropout: { p: number; seed: number; offset: number };
 
   // --- positions and attention
-  /** x [B, H, T, D] → rotate-half rotary on the first `rotaryDims` dims; positions start at `offset`.
-   *  `inverse` rotates by the negative angle (the gradient). */
-  rotary: { rotaryDims: number; base: number; offset: number; inverse: boolean };
-  /** q [B, H, T, D], k [B, Hkv, S, D], v [B, Hkv, S, D] → o [B, H, T, D], lse [B, H, T] f32.
-   *  Query t sits at absolute position `S − T + t`. `window` > 0 limits keys to the last
-   *  `window` positions; `alibi` adds GPT-NeoX's ALiBi bias. */
-  attention: { scale: number; causal: boolean; window: number; alibi: boolean };
-  /** q, k, v, o, lse, dO → dq, dk, dv. */
-  attentionBackward: { scale: number; causal: boolean; window: number; alibi: boolean };
+  // `layout` (default 'bhsd') says where the heads sit: 'bhsd' q, o [B, H, T, D] and k, v [B, Hkv, S, D];
+  // 'bshd' q, o [B, T, H, D] and k, v [B, S, Hkv, D] (the layout the QKV projection produces, so the
+  // model needs no head permutations). lse is [B, H, T] in both.
+  /** x [B, H, T, D] (bhsd) or [B, T, H, D] (bshd) → rotate-half rotary on the first `rotaryDims` dims;
+   *  positions start at `offset` and run along T. `inverse` rotates by the negative angle (the gradient). */
+  rotary: { rotaryDims: number; base: number; offset: number; inverse: boolean; layout?: AttentionLayout };
+  /** q [B, H, T, D], k [B, Hkv, S, D], v [B, Hkv, S, D] → o [B, H, T, D], lse [B, H, T] f32 (bhsd; bshd:
+   *  q, o [B, T, H, D], k, v [B, S, Hkv, D], lse [B, H, T]). Query t sits at absolute position `S − T + t`.
+   *  `window` > 0 limits keys to the last `window` positions; `alibi` adds GPT-NeoX's ALiBi bias. */
+  attention: { scale: number; causal: boolean; window: number; alibi: boolean; layout?: AttentionLayout };
+  /** q, k, v, o, lse, dO → dq, dk, dv (each in its input's layout). */
+  attentionBackward: { scale: number; causal: boolean; window: number; alibi: boolean; layout?: AttentionLayout };
 
   // --- loss
   /** logits [N, V], labels [N] i32 → loss [N] f32, lse [N] f32. Labels < 0 give loss 0. */
@@ -122,6 +128,11 @@ export interface KernelAttrs {
    * maxNorm / (norm + 1e-6) (torch's clip_grad_norm_), otherwise 1; a non-finite norm gives NaN.
    */
   clipFactor: { maxNorm: number; normScale: number };
+  /**
+   * adamw over many parameters at once: inputs (p, grad, m, v) × n [, scale [] f32 with
+   * `scaleInput`], one weight decay; each quadruple updated exactly as adamw updates it.
+   */
+  adamwMulti: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; gradScale: number; scaleInput?: boolean };
 }
 
 export type KernelName = keyof KernelAttrs;
@@ -132,7 +143,7 @@ export const KERNEL_NAMES = [
   'layerNorm', 'layerNormBackward', 'rmsNorm', 'rmsNormBackward', 'scaleNorm', 'scaleNormBackward',
   'activation', 'activationBackward', 'gatedActivation', 'gatedActivationBackward', 'softmax', 'softmaxBackward',
   'dropout', 'rotary', 'attention', 'attentionBackward', 'crossEntropy', 'crossEntropyBackward', 'checkpoint', 'adamw',
-  'clipFactor',
+  'clipFactor', 'adamwMulti',
 ] as const satisfies readonly KernelName[];
 
 // A compile-time check that KERNEL_NAMES lists every declared kernel.

@@ -5,7 +5,8 @@
 // counter until the workers finish theirs. Only SharedArrayBuffer-backed arrays can be shared;
 // small or unshared problems run on the main thread alone. Work runs one level deep: a gemm called
 // by a task (in a worker, or on the main thread during a parallelFor) runs inline.
-// NEOX_CPU_THREADS sets the thread count (default: os.availableParallelism()); setCpuThreads
+// NEOX_CPU_THREADS sets the thread count (default: os.availableParallelism(), divided among the
+// LOCAL_WORLD_SIZE ranks a launcher started on this host); setCpuThreads
 // overrides it (tests).
 
 import { availableParallelism } from 'node:os';
@@ -33,7 +34,10 @@ const stats = new Map<string, number>();
 function threadCount(): number {
   if (threadOverride !== null) return threadOverride;
   const env = Number(process.env.NEOX_CPU_THREADS);
-  return Number.isInteger(env) && env > 0 ? env : availableParallelism();
+  if (Number.isInteger(env) && env > 0) return env;
+  // Several ranks on one host (neox launch, torchrun: LOCAL_WORLD_SIZE) share its cores.
+  const local = Number(process.env.LOCAL_WORLD_SIZE);
+  return Math.max(1, Math.floor(availableParallelism() / (Number.isInteger(local) && local > 1 ? local : 1)));
 }
 
 function pool(): Worker[] {

@@ -98,10 +98,12 @@ registerKernel('sumRows', 'cpu', ([x], _attrs, be) => {
   return [y];
 });
 
-registerKernel('sumSquares', 'cpu', ([x], _attrs, be) => {
-  const X = f(x!, 'sumSquares');
+registerKernel('sumSquares', 'cpu', (xs, _attrs, be) => {
   let s = 0;
-  for (let i = 0; i < X.length; i++) s += X[i]! * X[i]!;
+  for (const x of xs) {
+    const X = f(x, 'sumSquares');
+    for (let i = 0; i < X.length; i++) s += X[i]! * X[i]!;
+  }
   const y = out([], 'f32', be);
   f(y, 'sumSquares')[0] = s;
   return [y];

@@ -4,7 +4,9 @@
 
 import { f32ToBf16, f32ToF16 } from '../../../tensor/dtype.js';
 import { registerKernel } from '../../../tensor/engine.js';
-import { cuda, floatSuffix, out, ptr, sameDtype } from './util.js';
+import type { Tensor } from '../../../tensor/tensor.js';
+import type { CudaBackend } from '../backend.js';
+import { chunkTable, cuda, floatSuffix, out, ptr, sameDtype } from './util.js';
 
 const BLOCK = 256;
 const f32Bits = new Uint32Array(new Float32Array(1).buffer);
@@ -99,8 +101,10 @@ function reduceBlocks(n: number): number {
 }
 
 function fullReduction(kernel: 'sum' | 'sumSquares'): void {
-  registerKernel(kernel, 'cuda', ([x], _attrs, backend) => {
+  registerKernel(kernel, 'cuda', (inputs, _attrs, backend) => {
     const be = cuda(backend);
+    if (kernel === 'sumSquares' && inputs.length !== 1) return [sumSquaresMany(be, inputs)];
+    const x = inputs[0];
     const t = floatSuffix(x!.dtype, kernel);
     const outDtype = kernel === 'sum' ? x!.dtype : 'f32';
     const y = out([], outDtype, be);
@@ -116,6 +120,26 @@ function fullReduction(kernel: 'sum' | 'sumSquares'): void {
 }
 fullReduction('sum');
 fullReduction('sumSquares');
+
+/** Σ x² over many tensors of one dtype in two launches: a block per chunk, then the final sum. */
+function sumSquaresMany(be: CudaBackend, xs: Tensor[]): Tensor {
+  const y = out([], 'f32', be);
+  const live = xs.filter((x) => x.numel > 0);
+  if (live.length === 0) {
+    be.kernel('reduce.cu', 'sum_final_f32', 'pip').launch(1, BLOCK, 0, 0, ptr(y));
+    return y;
+  }
+  const dtype = live[0]!.dtype;
+  if (live.some((x) => x.dtype !== dtype)) throw new Error(`sumSquares: inputs of one dtype, got ${[...new Set(live.map((x) => x.dtype))].join(', ')}`);
+  const t = floatSuffix(dtype, 'sumSquares');
+  const { table, chunks } = chunkTable(be, live.map((x) => [x]));
+  const partial = be.scratch(chunks * 4);
+  be.kernel('reduce.cu', `sumsq_chunks_${t}`, 'pp').launch(chunks, BLOCK, table.ptr, partial.ptr);
+  be.kernel('reduce.cu', 'sum_final_f32', 'pip').launch(1, BLOCK, partial.ptr, chunks, ptr(y));
+  be.releaseScratch(partial);
+  be.releaseScratch(table);
+  return y;
+}
 
 registerKernel('sumRows', 'cuda', ([x], _attrs, backend) => {
   const be = cuda(backend);

@@ -4,6 +4,8 @@
 //          sum_final_<t>                        partial [count] f32 → y [1] <t>   (one block)
 //          sumrows_partial_<t>                  x [R, C] → partial [chunks, C] f32, block (32, 8)
 //          sumrows_final_<t>                    partial [chunks, C] f32 → y [C] <t>
+//          sumsq_chunks_<t>                     Σx² of chunk b → partial [b]: chunk b is table[2b] (a
+//                                               device pointer) … + table[2b+1] elements (many tensors, one launch)
 #include "common.cuh"
 
 template <typename T, bool SQUARE>
@@ -63,3 +65,20 @@ __device__ void rows_final(const float* __restrict__ partial, i64 chunks, i64 C,
     rows_final<T>(partial, chunks, C, y);                                                               \
   }
 FOR_FLOAT_TYPES(DEFINE_REDUCTIONS)
+
+template <typename T>
+__device__ void chunks_sumsq(const i64* __restrict__ table, float* __restrict__ partial) {
+  const T* x = reinterpret_cast<const T*>(table[2 * blockIdx.x]);
+  const i64 n = table[2 * blockIdx.x + 1];
+  float acc = 0.f;
+  for (i64 i = threadIdx.x; i < n; i += blockDim.x) {
+    const float v = to_f32(x[i]);
+    acc += v * v;
+  }
+  acc = block_sum(acc);
+  if (threadIdx.x == 0) partial[blockIdx.x] = acc;
+}
+
+#define DEFINE_CHUNK_SUMSQ(T, S) \
+  extern "C" __global__ void sumsq_chunks_##S(const i64* table, float* partial) { chunks_sumsq<T>(table, partial); }
+FOR_FLOAT_TYPES(DEFINE_CHUNK_SUMSQ)

@@ -1,10 +1,12 @@
-// Helpers shared by the CUDA kernel registrations: the backend, outputs, dtype suffixes.
+// Helpers shared by the CUDA kernel registrations: the backend, outputs, dtype suffixes, and the
+// chunk tables of the multi-tensor kernels.
 
 import type { Backend } from '../../../tensor/backend.js';
-import type { DType } from '../../../tensor/dtype.js';
+import { type DType, ITEM_SIZE } from '../../../tensor/dtype.js';
 import { empty } from '../../../tensor/engine.js';
 import type { Tensor } from '../../../tensor/tensor.js';
-import { CudaBackend } from '../backend.js';
+import type { Block } from '../allocator.js';
+import { CudaBackend, ptr } from '../backend.js';
 
 export { ptr } from '../backend.js';
 
@@ -44,4 +46,32 @@ export function rowsCols(x: Tensor, kernel: string, ...params: (Tensor | undefin
     if (p.numel !== C) throw new Error(`${kernel}: parameter [${p.shape}] does not match C = ${C}`);
   }
   return [R, C];
+}
+
+/** Elements per chunk of the multi-tensor kernels (sumsq_chunks, adamw_chunks): one block each. */
+export const CHUNK_ELEMENTS = 1 << 16;
+
+/**
+ * The multi-tensor kernels' table, on the device: for every chunk of CHUNK_ELEMENTS elements of
+ * each group of same-length tensors, their device pointers at the chunk's start and the chunk's
+ * length (`pointers + 1` int64 per chunk). Returns the scratch block (release it after the launch)
+ * and the chunk count.
+ */
+export function chunkTable(be: CudaBackend, groups: readonly (readonly Tensor[])[]): { table: Block; chunks: number } {
+  const width = groups[0]?.length ?? 0;
+  let chunks = 0;
+  for (const g of groups) chunks += Math.ceil(g[0]!.numel / CHUNK_ELEMENTS);
+  const host = new BigInt64Array(Math.max(1, chunks * (width + 1)));
+  let k = 0;
+  for (const g of groups) {
+    const n = g[0]!.numel;
+    for (let start = 0; start < n; start += CHUNK_ELEMENTS) {
+      for (const t of g) host[k++] = BigInt(ptr(t) + start * ITEM_SIZE[t.dtype]);
+      host[k++] = BigInt(Math.min(CHUNK_ELEMENTS, n - start));
+    }
+  }
+  const table = be.scratch(host.byteLength);
+  // From pageable memory: the driver has staged the bytes when the call returns.
+  be.drv.cuMemcpyHtoDAsync_v2(table.ptr, host, host.byteLength, be.stream);
+  return { table, chunks };
 }
