@@ -1,10 +1,13 @@
 // Positions and attention: forward against naive references (explicit score matrix, mask, softmax,
 // weighted sum; explicit rotate-half), backward against finite differences in f64, and the position
-// helpers (ALiBi slopes against their closed form, sinusoidal layout [sin ‖ cos]).
+// helpers (ALiBi slopes against their closed form, sinusoidal layout [sin ‖ cos]). The bshd layout
+// ([B, T, H, D] heads) against permute ∘ bhsd ∘ permute, bitwise, for attention (forward and
+// backward, every mode) and rotary (partial, offsets, inverse), plus its gradients against finite
+// differences.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as ops from '../src/ops/index.js';
-import { type Tensor, runKernel, tensor } from '../src/tensor/index.js';
+import { type KernelAttrs, type Tensor, runKernel, tensor } from '../src/tensor/index.js';
 import { assertClose, gradcheck, randn } from './helpers/check.js';
 
 interface Mode {
@@ -223,6 +226,88 @@ test('attention validates shapes and options', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
+// The bshd layout: q, o [B, T, H, D], k, v [B, S, Hkv, D], lse [B, H, T]
+
+/** (B, X, Y, D) ↔ (B, Y, X, D): bhsd ↔ bshd. */
+const swap12 = (x: Tensor): Tensor => ops.permute(x, [0, 2, 1, 3]);
+
+/** Same shape, dtype and bytes. */
+function assertBitwise(actual: Tensor, expected: Tensor, what: string): void {
+  assert.deepEqual(actual.shape, expected.shape, `${what}: shape`);
+  assert.equal(actual.dtype, expected.dtype, `${what}: dtype`);
+  const a = actual.toArray(), e = expected.toArray();
+  const bytes = (x: typeof a) => Buffer.from(x.buffer, x.byteOffset, x.byteLength);
+  if (!bytes(a).equals(bytes(e))) {
+    const i = Array.from(a).findIndex((v, j) => !Object.is(v, e[j]));
+    assert.fail(`${what}: differs at ${i}: ${a[i]} vs ${e[i]}`);
+  }
+}
+
+test('attention bshd equals permute ∘ attention(bhsd) ∘ permute bitwise: o, lse, dq, dk, dv in every mode, f64 and f32', () => {
+  for (const [name, B, H, Hkv, T, S, D, mode] of CASES) {
+    for (const dtype of ['f64', 'f32'] as const) {
+      const q = randn([B, H, T, D], 41, dtype, 2), k = randn([B, Hkv, S, D], 42, dtype, 2), v = randn([B, Hkv, S, D], 43, dtype);
+      const dO = randn([B, H, T, D], 44, dtype);
+      const attrs: KernelAttrs['attention'] = { scale: mode.scale ?? 1 / Math.sqrt(D), causal: mode.causal, window: mode.window, alibi: mode.alibi };
+      const [o, lse] = runKernel('attention', [q, k, v], attrs);
+      const grads = runKernel('attentionBackward', [q, k, v, o!, lse!, dO], attrs);
+      const bshd = { ...attrs, layout: 'bshd' as const };
+      const [qs, ks, vs, dOs] = [q, k, v, dO].map(swap12) as [Tensor, Tensor, Tensor, Tensor];
+      const [os, lses] = runKernel('attention', [qs, ks, vs], bshd);
+      const at = `${name} (${dtype})`;
+      assert.deepEqual(os!.shape, [B, T, H, D], `${at}: o is [B, T, H, D]`);
+      assertBitwise(os!, swap12(o!), `${at}: o`);
+      assertBitwise(lses!, lse!, `${at}: lse stays [B, H, T]`);
+      const gradsS = runKernel('attentionBackward', [qs, ks, vs, os!, lses!, dOs], bshd);
+      ['dq', 'dk', 'dv'].forEach((g, i) => assertBitwise(gradsS[i]!, swap12(grads[i]!), `${at}: ${g}`));
+      // The op front-end reads the layout too, and the explicit default is bhsd.
+      assertBitwise(ops.attention(qs, ks, vs, { ...mode, layout: 'bshd' }), os!, `${at}: ops.attention bshd`);
+      assertBitwise(ops.attention(q, k, v, { ...mode, layout: 'bhsd' }), o!, `${at}: ops.attention bhsd`);
+    }
+  }
+});
+
+test('attention bshd: larger f32 problem (several query blocks, GQA, window, ALiBi) equals the permuted bhsd bitwise', () => {
+  const [B, H, Hkv, T, D] = [2, 6, 2, 150, 32];
+  const attrs: KernelAttrs['attention'] = { scale: 0.2, causal: true, window: 90, alibi: true };
+  const q = randn([B, H, T, D], 45, 'f32', 2), k = randn([B, Hkv, T, D], 46, 'f32', 2), v = randn([B, Hkv, T, D], 47, 'f32');
+  const dO = randn([B, H, T, D], 48, 'f32');
+  const [o, lse] = runKernel('attention', [q, k, v], attrs);
+  const grads = runKernel('attentionBackward', [q, k, v, o!, lse!, dO], attrs);
+  const bshd = { ...attrs, layout: 'bshd' as const };
+  const [qs, ks, vs, dOs] = [q, k, v, dO].map(swap12) as [Tensor, Tensor, Tensor, Tensor];
+  const [os, lses] = runKernel('attention', [qs, ks, vs], bshd);
+  assertBitwise(os!, swap12(o!), 'o');
+  assertBitwise(lses!, lse!, 'lse');
+  const gradsS = runKernel('attentionBackward', [qs, ks, vs, os!, lses!, dOs], bshd);
+  ['dq', 'dk', 'dv'].forEach((g, i) => assertBitwise(gradsS[i]!, swap12(grads[i]!), g));
+});
+
+test('attention bshd gradients match finite differences (MHA, GQA with window and ALiBi, T < S)', () => {
+  const modes: [number, number, number, number, number, Mode][] = [
+    [2, 2, 2, 5, 5, causal],
+    [1, 4, 2, 6, 6, { causal: true, window: 3, alibi: true }],
+    [1, 3, 1, 3, 7, { causal: true, window: 0, alibi: false, scale: 0.6 }],
+  ];
+  for (const [B, H, Hkv, T, S, mode] of modes) {
+    const D = 3;
+    gradcheck((q, k, v) => ops.attention(q, k, v, { ...mode, layout: 'bshd' }),
+      [randn([B, T, H, D], 50), randn([B, S, Hkv, D], 51), randn([B, S, Hkv, D], 52)]);
+  }
+});
+
+test('attention bshd validates shapes against its layout', () => {
+  const q = randn([1, 4, 3, 2], 1), k = randn([1, 4, 2, 2], 2); // T 4, H 3, Hkv 2
+  assert.throws(() => ops.attention(q, k, k, { layout: 'bshd' }), /not a multiple/);
+  assert.throws(() => ops.attention(randn([1, 4, 2, 2], 1), randn([1, 4, 2, 3], 2), randn([1, 4, 2, 3], 3), { layout: 'bshd' }), /head dim/);
+  assert.throws(() => ops.attention(q, k, k, { layout: 'bsdh' as never }), /layout/);
+  assert.throws(() => ops.rotary(q, 2, 10000, 0, { layout: 'hbsd' as never }), /layout/);
+  // q [B, T, H, D] = [1, 5, 4, 2] with k, v [1, 5, 2, 2]: T = 5, H = 4, Hkv = 2.
+  const ok = ops.attention(randn([1, 5, 4, 2], 3), randn([1, 5, 2, 2], 4), randn([1, 5, 2, 2], 5), { layout: 'bshd' });
+  assert.deepEqual(ok.shape, [1, 5, 4, 2]);
+});
+
+// ---------------------------------------------------------------------------------------------
 // Rotary
 
 /** Rotate-half on the first rd dims with f64 angles p · base^(−2i/rd). */
@@ -284,6 +369,32 @@ test('rotary gradient matches finite differences; inverse undoes the rotation', 
   }
   assert.throws(() => ops.rotary(x, 5, 10000), /even/);
   assert.throws(() => ops.rotary(x, 14, 10000), /rotaryDims/);
+});
+
+test('rotary bshd ([B, T, H, D], positions along axis 1) equals permute ∘ rotary(bhsd) ∘ permute bitwise', () => {
+  const D = 12;
+  for (const dtype of ['f64', 'f32'] as const) {
+    const x = randn([2, 5, 9, D], 24, dtype, 2); // bhsd: B 2, H 5, T 9
+    const xs = swap12(x); // bshd: [2, 9, 5, D]
+    for (const [rd, offset] of [[12, 0], [6, 0], [4, 13], [8, 2040], [0, 3]] as const) {
+      for (const inverse of [false, true]) {
+        const attrs = { rotaryDims: rd, base: 10000, offset, inverse };
+        const y = runKernel('rotary', [x], attrs)[0]!;
+        const ys = runKernel('rotary', [xs], { ...attrs, layout: 'bshd' })[0]!;
+        assertBitwise(ys, swap12(y), `rotary ${dtype} dims ${rd} offset ${offset}${inverse ? ' inverse' : ''}`);
+        assertBitwise(runKernel('rotary', [x], { ...attrs, layout: 'bhsd' })[0]!, y, 'explicit bhsd is the default');
+      }
+      assertBitwise(ops.rotary(xs, rd, 10000, offset, { layout: 'bshd' }), swap12(ops.rotary(x, rd, 10000, offset)), `ops.rotary bshd ${dtype}`);
+    }
+  }
+  // T = 1 (one decoding step) and H = 1 are the degenerate layouts where bshd and bhsd coincide in memory.
+  const one = randn([3, 1, 4, 8], 25);
+  assertBitwise(ops.rotary(one, 8, 10000, 7, { layout: 'bshd' }), swap12(ops.rotary(swap12(one), 8, 10000, 7)), 'T = 1');
+});
+
+test('rotary bshd gradient matches finite differences', () => {
+  gradcheck((x) => ops.rotary(x, 4, 10000, 7, { layout: 'bshd' }), [randn([1, 5, 2, 8], 26)]);
+  gradcheck((x) => ops.rotary(x, 6, 500, 0, { layout: 'bshd' }), [randn([2, 4, 3, 6], 27)]);
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -62,6 +62,12 @@ export function runAll(): Map<string, Uint8Array> {
       keep(`attention ${name} ${dtype}`, [o!, l!]);
       const dO = rand([B, H, T, D], 10, dtype);
       keep(`attentionBackward ${name} ${dtype}`, runKernel('attentionBackward', [q, k, v, o!, l!, dO], attrs));
+      // The bshd layout ([B, T, H, D] heads) runs its own tasks (backends/cpu/attention_bshd.ts).
+      const bshd = { ...attrs, layout: 'bshd' as const };
+      const qs = rand([B, T, H, D], 7, dtype), ks = rand([B, S, Hkv, D], 8, dtype), vs = rand([B, S, Hkv, D], 9, dtype);
+      const [os, ls] = runKernel('attention', [qs, ks, vs], bshd);
+      keep(`attention bshd ${name} ${dtype}`, [os!, ls!]);
+      keep(`attentionBackward bshd ${name} ${dtype}`, runKernel('attentionBackward', [qs, ks, vs, os!, ls!, rand([B, T, H, D], 10, dtype)], bshd));
     }
     // layerNorm with and without bias
     const xn = rand([300, 96], 11, dtype, 3), w = rand([96], 12, dtype), b = rand([96], 13, dtype), dyn = rand([300, 96], 14, dtype);
@@ -101,7 +107,7 @@ test('routed CPU kernels: bitwise identical outputs with 1 and 2 threads, parall
     }
     const stats = poolStats();
     for (const task of ['activation', 'activationBackward', 'gatedActivation', 'gatedActivationBackward', 'crossEntropy',
-      'crossEntropyBackward', 'attention', 'attentionBackward', 'layerNorm', 'layerNormBackwardRows', 'layerNormBackwardCols',
+      'crossEntropyBackward', 'attention', 'attentionBackward', 'attentionBshd', 'attentionBackwardBshd', 'layerNorm', 'layerNormBackwardRows', 'layerNormBackwardCols',
       'binary', 'sumRows', 'permute']) {
       assert.ok((stats.get(task) ?? 0) > 0, `${task} ran on the pool (${[...stats.keys()].join(', ')})`);
     }

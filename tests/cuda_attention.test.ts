@@ -1,9 +1,12 @@
 // Attention on CUDA against the CPU backend: forward o and lse, backward dq, dk, dv on random
 // inputs, for causal MHA, GQA, MQA, a sliding window, ALiBi, T < S, T > S (rows that see no key),
-// non-causal, and head dims 32 … 256; f32 and bf16. bf16 runs twice: the automatic choice (cuDNN's
-// fused attention where sdpaSupports() says so) and the attention.cu fallback forced. Outputs are
-// poisoned (NaN-filled) before each kernel. Then forward + backward timings at Pythia-160m and
-// Pythia-1.4B attention shapes on both paths, printed as a table.
+// non-causal, and head dims 32 … 256; f32 and bf16; in the bhsd layout and (the `bshd` cases: cuDNN
+// shapes with D 64 and 128, MHA and GQA, and fallback-only modes) the bshd layout the model uses,
+// against the CPU in the same layout (itself bitwise the permuted bhsd: tests/attention.test.ts).
+// bf16 runs twice: the automatic choice (cuDNN's fused attention where sdpaSupports() says so) and
+// the attention.cu fallback forced. Outputs are poisoned (NaN-filled) before each kernel. Then
+// forward + backward timings at Pythia-160m and Pythia-1.4B attention shapes on both paths and in
+// both layouts, printed as a table.
 // Without a GPU the tests report `skipped: no CUDA device`.
 
 import assert from 'node:assert/strict';
@@ -12,7 +15,8 @@ import type { CudaBackend } from '../src/backends/cuda/backend.js';
 import { cudaUnavailableReason, initCuda } from '../src/backends/cuda/index.js';
 import { attentionPaths, setCudnnAttention } from '../src/backends/cuda/kernels/attention.js';
 import { sdpaFor, sdpaSupports, sdpaUnavailableReason } from '../src/backends/cuda/sdpa.js';
-import { type KernelAttrs, type Tensor, fromNumbers, getBackend, runKernel, scope, tensor, toF32 } from '../src/tensor/index.js';
+import { type AttentionLayout, type KernelAttrs, type Tensor, fromNumbers, getBackend, runKernel, scope, tensor, toF32 } from '../src/tensor/index.js';
+import { attentionShape } from '../src/tensor/layout.js';
 import { rng } from './helpers/check.js';
 
 const gpu = initCuda() as CudaBackend | null;
@@ -25,6 +29,8 @@ interface Case {
   name: string;
   B: number; H: number; Hkv: number; T: number; S: number; D: number;
   causal: boolean; window: number; alibi: boolean;
+  /** Default bhsd. */
+  layout?: AttentionLayout;
 }
 
 const CASES: Case[] = [
@@ -39,6 +45,16 @@ const CASES: Case[] = [
   { name: 'T > S (rows with no key)', B: 1, H: 2, Hkv: 2, T: 50, S: 20, D: 32, causal: true, window: 0, alibi: false },
   { name: 'non-causal, window, ALiBi', B: 1, H: 4, Hkv: 1, T: 33, S: 57, D: 48, causal: false, window: 9, alibi: true },
   { name: 'D=256', B: 1, H: 2, Hkv: 1, T: 64, S: 64, D: 256, causal: true, window: 0, alibi: false },
+  // bshd: q, o [B, T, H, D], k, v [B, S, Hkv, D]. cuDNN shapes (bf16) first, then fallback-only modes.
+  { name: 'bshd causal MHA', B: 2, H: 4, Hkv: 4, T: 128, S: 128, D: 64, causal: true, window: 0, alibi: false, layout: 'bshd' },
+  { name: 'bshd GQA 8/2', B: 1, H: 8, Hkv: 2, T: 256, S: 256, D: 64, causal: true, window: 0, alibi: false, layout: 'bshd' },
+  { name: 'bshd D=128', B: 1, H: 4, Hkv: 4, T: 256, S: 256, D: 128, causal: true, window: 0, alibi: false, layout: 'bshd' },
+  { name: 'bshd GQA 4/2 D=128', B: 2, H: 4, Hkv: 2, T: 128, S: 128, D: 128, causal: true, window: 0, alibi: false, layout: 'bshd' },
+  { name: 'bshd MQA 4/1', B: 1, H: 4, Hkv: 1, T: 128, S: 128, D: 64, causal: true, window: 0, alibi: false, layout: 'bshd' },
+  { name: 'bshd window 17', B: 1, H: 4, Hkv: 2, T: 96, S: 96, D: 64, causal: true, window: 17, alibi: false, layout: 'bshd' },
+  { name: 'bshd ALiBi, T < S', B: 1, H: 6, Hkv: 3, T: 40, S: 100, D: 32, causal: true, window: 0, alibi: true, layout: 'bshd' },
+  { name: 'bshd T > S (rows with no key)', B: 2, H: 2, Hkv: 1, T: 50, S: 20, D: 32, causal: true, window: 0, alibi: false, layout: 'bshd' },
+  { name: 'bshd non-causal, D=48', B: 2, H: 4, Hkv: 2, T: 33, S: 57, D: 48, causal: false, window: 0, alibi: false, layout: 'bshd' },
 ];
 
 type FloatT = 'f32' | 'bf16';
@@ -105,17 +121,21 @@ function runCase(c: Case, dtype: FloatT, cudnn: boolean): Outcome {
   const before = attentionPaths();
   try {
     return scope(() => {
-      const [qc, qg] = pair([c.B, c.H, c.T, c.D], dtype, 2);
-      const [kc, kg] = pair([c.B, c.Hkv, c.S, c.D], dtype, 1);
-      const [vc, vg] = pair([c.B, c.Hkv, c.S, c.D], dtype, 1);
-      const [dc, dg] = pair([c.B, c.H, c.T, c.D], dtype, 1);
-      const attrs: KernelAttrs['attention'] = { scale: 1 / Math.sqrt(c.D), causal: c.causal, window: c.window, alibi: c.alibi };
+      const layout = c.layout ?? 'bhsd';
+      const qShape = attentionShape(c.B, c.H, c.T, c.D, layout), kvShape = attentionShape(c.B, c.Hkv, c.S, c.D, layout);
+      const [qc, qg] = pair(qShape, dtype, 2);
+      const [kc, kg] = pair(kvShape, dtype, 1);
+      const [vc, vg] = pair(kvShape, dtype, 1);
+      const [dc, dg] = pair(qShape, dtype, 1);
+      const attrs: KernelAttrs['attention'] = { scale: 1 / Math.sqrt(c.D), causal: c.causal, window: c.window, alibi: c.alibi, layout };
       const [oc, lc] = runKernel('attention', [qc, kc, vc], attrs);
       const [og, lg] = runKernel('attention', [qg, kg, vg], attrs);
       const gradsC = runKernel('attentionBackward', [qc, kc, vc, oc!, lc!, dc], attrs);
       const gradsG = runKernel('attentionBackward', [qg, kg, vg, og!, lg!, dg], attrs);
       const tol = TOL[dtype];
       assert.equal(lg!.dtype, 'f32', 'lse is f32');
+      assert.deepEqual(og!.shape, qShape, 'o has q\'s layout');
+      assert.deepEqual(lg!.shape, [c.B, c.H, c.T], 'lse is [B, H, T]');
       const errs: [string, Err][] = [
         ['o', compare('o', og!.toFloat32(), oc!.toFloat32(), tol.o)],
         ['lse', compareLse(lg!.toFloat32(), lc!.toFloat32(), tol.lse)],
@@ -188,10 +208,14 @@ test('attention timings at Pythia-160m and Pythia-1.4B shapes (bf16, causal): cu
           for (let i = 0; i < n; i++) v[i] = r() * 2 - 1;
           return scope(() => runKernel('cast', [tensor(v, shape, 'f32', be)], { dtype: 'bf16' })[0]!);
         };
-        const [q, k, vv, dO] = [rand(1), rand(2), rand(3), rand(4)];
-        const attrs = { scale: 1 / Math.sqrt(s.D), causal: true, window: 0, alibi: false };
-        for (const cudnn of [true, false]) {
+        const bhsd = [rand(1), rand(2), rand(3), rand(4)];
+        // bshd: the same numbers read as [B, T, H, D] (a view; timing does not care which head is which)
+        const bshd = bhsd.map((x) => runKernel('reshape', [x], { shape: [s.B, s.T, s.H, s.D] })[0]!);
+        const runs: [boolean, AttentionLayout][] = [[true, 'bhsd'], [true, 'bshd'], [false, 'bhsd'], [false, 'bshd']];
+        for (const [cudnn, layout] of runs) {
           setCudnnAttention(cudnn);
+          const [q, k, vv, dO] = (layout === 'bshd' ? bshd : bhsd) as [Tensor, Tensor, Tensor, Tensor];
+          const attrs = { scale: 1 / Math.sqrt(s.D), causal: true, window: 0, alibi: false, layout };
           scope(() => {
             const before = attentionPaths();
             let o!: Tensor, lse!: Tensor;
@@ -212,7 +236,7 @@ test('attention timings at Pythia-160m and Pythia-1.4B shapes (bf16, causal): cu
             const after = attentionPaths();
             const path = after.cudnnForward > before.cudnnForward ? 'cuDNN' : 'fallback';
             const tflops = (flop: number, ms: number): string => (flop / ms / 1e9).toFixed(flop / ms / 1e9 < 10 ? 1 : 0);
-            rows.push(`| ${s.name} B=${s.B} H=${s.H} T=${s.T} D=${s.D} | ${path} | ${tf.toFixed(3)} ms | ${tflops(fwdFlop, tf)} | ` +
+            rows.push(`| ${s.name} B=${s.B} H=${s.H} T=${s.T} D=${s.D} | ${path} ${layout} | ${tf.toFixed(3)} ms | ${tflops(fwdFlop, tf)} | ` +
               `${tb.toFixed(3)} ms | ${tflops(2.5 * fwdFlop, tb)} | ${(tf + tb).toFixed(3)} ms | ${tflops(3.5 * fwdFlop, tf + tb)} |`);
           });
         }

@@ -1,9 +1,14 @@
 // Ops: positions and attention, with their gradients.
-//   rotary(x, rotaryDims, base, offset)   rotate-half rotary embedding (GPT-NeoX / HF), partial via rotaryDims
+//   rotary(x, rotaryDims, base, offset, { layout })  rotate-half rotary embedding (GPT-NeoX / HF), partial via rotaryDims
 //   attention(q, k, v, opts)              scaled dot-product attention: causal, sliding window, ALiBi, GQA/MQA
 //   rotaryTable(T, rotaryDims, base, offset)  the cos/sin table every backend uses (angles as GPT-NeoX/HF round them)
 //   alibiSlopes(H)                        GPT-NeoX's ALiBi slopes (incl. the non-power-of-2 rule)
 //   sinusoidalPositions(T, C)             GPT-NeoX's SinusoidalPositionalEmbedding table, [sin ‖ cos]
+//
+// Layouts (opts.layout, default 'bhsd'): 'bhsd' q, o [B, H, T, D] and k, v [B, Hkv, S, D]; 'bshd'
+// q, o [B, T, H, D] and k, v [B, S, Hkv, D], the layout the fused QKV projection produces, so the model
+// feeds attention without permuting heads (the kernels read either layout; lse is [B, H, T] in both).
+// Rotary's positions run along T in both. Gradients come back in their input's layout.
 //
 // Conventions (checked against EleutherAI/gpt-neox megatron/model/{positional_embeddings,transformer}.py
 // and HF transformers gpt_neox / llama / mistral):
@@ -19,7 +24,8 @@
 //   flash-attn's alibi_slopes convention), slopes rounded to f32 as GPT-NeoX's slopes buffer is.
 
 import { registerGradient, runKernel } from '../tensor/engine.js';
-import type { KernelAttrs } from '../tensor/kernels.js';
+import type { AttentionLayout, KernelAttrs } from '../tensor/kernels.js';
+import { headsFirst } from '../tensor/layout.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -88,19 +94,34 @@ export function sinusoidalPositions(T: number, C: number, base = 10000): Float32
 // ---------------------------------------------------------------------------------------------
 // Rotary
 
-/** x [B, H, T, D] → x with rotate-half rotary applied to the first `rotaryDims` dims at positions offset + t. */
-export function rotary(x: Tensor, rotaryDims: number, base: number, offset = 0): Tensor {
-  if (x.ndim !== 4) throw new Error(`rotary: expected x [B, H, T, D], got [${x.shape}]`);
+export interface RotaryOptions {
+  /** Where the heads sit: 'bhsd' x [B, H, T, D] (default) or 'bshd' x [B, T, H, D]. */
+  layout?: AttentionLayout;
+}
+
+/**
+ * x [B, H, T, D] (or [B, T, H, D] with layout 'bshd') → x with rotate-half rotary applied to the first
+ * `rotaryDims` dims at positions offset + t.
+ */
+export function rotary(x: Tensor, rotaryDims: number, base: number, offset = 0, opts: RotaryOptions = {}): Tensor {
+  const layout = checkLayout(opts.layout, 'rotary');
+  if (x.ndim !== 4) throw new Error(`rotary: expected x ${layout === 'bhsd' ? '[B, H, T, D]' : '[B, T, H, D]'}, got [${x.shape}]`);
   const D = x.dim(-1);
   if (!Number.isInteger(rotaryDims) || rotaryDims < 0 || rotaryDims > D || rotaryDims % 2 !== 0) {
     throw new Error(`rotary: rotaryDims must be an even integer in [0, ${D}], got ${rotaryDims}`);
   }
   if (!(base > 0)) throw new Error(`rotary: base must be positive, got ${base}`);
   if (!Number.isInteger(offset) || offset < 0) throw new Error(`rotary: offset must be a non-negative integer, got ${offset}`);
-  return runKernel('rotary', [x], { rotaryDims, base, offset, inverse: false })[0]!;
+  return runKernel('rotary', [x], { rotaryDims, base, offset, inverse: false, layout })[0]!;
 }
-// The rotation is orthogonal, so its gradient is the rotation by the opposite angle.
+// The rotation is orthogonal, so its gradient is the rotation by the opposite angle (same layout).
 registerGradient('rotary', ([dy], _x, _y, attrs) => [dy && runKernel('rotary', [dy], { ...attrs, inverse: !attrs.inverse })[0]!], {});
+
+function checkLayout(layout: AttentionLayout | undefined, op: string): AttentionLayout {
+  if (layout === undefined) return 'bhsd';
+  if (layout !== 'bhsd' && layout !== 'bshd') throw new Error(`${op}: layout must be 'bhsd' or 'bshd', got ${JSON.stringify(layout)}`);
+  return layout;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Attention
@@ -114,18 +135,24 @@ export interface AttentionOptions {
   window?: number;
   /** Add GPT-NeoX's ALiBi bias; default false. */
   alibi?: boolean;
+  /** Where the heads sit: 'bhsd' (default) q, o [B, H, T, D], k, v [B, Hkv, S, D]; 'bshd' q, o [B, T, H, D], k, v [B, S, Hkv, D]. */
+  layout?: AttentionLayout;
 }
 
 /**
- * q [B, H, T, D], k [B, Hkv, S, D], v [B, Hkv, S, D] → o [B, H, T, D]. H must be a multiple of Hkv;
- * query t sits at absolute position S − T + t. Rows that see no key (only possible when S < T) give zeros.
+ * q [B, H, T, D], k [B, Hkv, S, D], v [B, Hkv, S, D] → o [B, H, T, D] (layout 'bshd': q [B, T, H, D],
+ * k, v [B, S, Hkv, D] → o [B, T, H, D]). H must be a multiple of Hkv; query t sits at absolute position
+ * S − T + t. Rows that see no key (only possible when S < T) give zeros.
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
+  const layout = checkLayout(opts.layout, 'attention');
+  const bshd = layout === 'bshd';
   if (q.ndim !== 4 || k.ndim !== 4 || v.ndim !== 4) {
-    throw new Error(`attention: expected q [B, H, T, D], k and v [B, Hkv, S, D], got [${q.shape}], [${k.shape}], [${v.shape}]`);
+    const want = bshd ? 'q [B, T, H, D], k and v [B, S, Hkv, D]' : 'q [B, H, T, D], k and v [B, Hkv, S, D]';
+    throw new Error(`attention: expected ${want}, got [${q.shape}], [${k.shape}], [${v.shape}]`);
   }
-  const [B, H, , D] = q.shape as [number, number, number, number];
-  const [Bk, Hkv, , Dk] = k.shape as [number, number, number, number];
+  const [B, H, , D] = headsFirst(q.shape, layout);
+  const [Bk, Hkv, , Dk] = headsFirst(k.shape, layout);
   if (k.shape.join(',') !== v.shape.join(',')) throw new Error(`attention: k [${k.shape}] and v [${v.shape}] differ`);
   if (Bk !== B || Dk !== D) throw new Error(`attention: q [${q.shape}] and k [${k.shape}] disagree on batch or head dim`);
   if (Hkv < 1 || H % Hkv !== 0) throw new Error(`attention: ${H} query heads are not a multiple of ${Hkv} kv heads`);
@@ -137,9 +164,12 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
     causal: opts.causal ?? true,
     window,
     alibi: opts.alibi ?? false,
+    layout,
   };
   return runKernel('attention', [q, k, v], attrs)[0]!; // outputs: o, lse (kept on the tape for backward)
 }
+
+// The backward kernel takes the same attrs, layout included: dq, dk, dv come back in q, k, v's layout.
 registerGradient('attention', ([dO], [q, k, v], [o, lse], attrs) => {
   if (!dO) return [null, null, null]; // lse is internal: nothing but o carries a gradient
   const [dq, dk, dv] = runKernel('attentionBackward', [q!, k!, v!, o!, lse!, dO], attrs);

@@ -13,6 +13,6 @@ export type { Backend, Storage, MemoryStats } from './backend.js';
 export { Tensor } from './tensor.js';
 export * from './engine.js';
 export { adoptStorage, copyInto, sliceView, zeroInPlace } from './views.js';
-export type { KernelAttrs, KernelName, ActivationKind } from './kernels.js';
+export type { KernelAttrs, KernelName, ActivationKind, AttentionLayout } from './kernels.js';
 export { KERNEL_NAMES } from './kernels.js';
 export { permutePlan } from './layout.js';

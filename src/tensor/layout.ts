@@ -82,3 +82,17 @@ export function concatPlan(xs: readonly { shape: readonly number[]; dtype: strin
     outShape: first.shape.map((d, i) => (i === a ? total : d)),
   };
 }
+
+/**
+ * An attention tensor's shape (q, k, v, o and their gradients) as [B, heads, length, D] whatever the
+ * layout: 'bhsd' stores [B, heads, length, D], 'bshd' [B, length, heads, D] (tensor/kernels.ts).
+ */
+export function headsFirst(shape: readonly number[], layout: 'bhsd' | 'bshd' = 'bhsd'): [number, number, number, number] {
+  const [a, b, c, d] = shape as [number, number, number, number];
+  return layout === 'bshd' ? [a, c, b, d] : [a, b, c, d];
+}
+
+/** The stored shape of an attention tensor of B × heads × length rows of D in `layout`. */
+export function attentionShape(B: number, heads: number, length: number, D: number, layout: 'bhsd' | 'bshd' = 'bhsd'): number[] {
+  return layout === 'bshd' ? [B, length, heads, D] : [B, heads, length, D];
+}

@@ -5,6 +5,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { type GemmArgs, gemmRows } from './gemm.js';
 import { TASKS } from './tasks.js';
+import './attention_bshd.js'; // adds the bshd attention tasks to TASKS
 
 const done = new Int32Array(workerData.done as SharedArrayBuffer);
 const errFlag = new Int32Array(workerData.errFlag as SharedArrayBuffer);

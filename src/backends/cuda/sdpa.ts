@@ -6,17 +6,24 @@
 //   Sdpa.backward(shape, …)  dq, dk, dv; false when cuDNN rejects the shape
 //   sdpaSupports(…)          the shapes worth asking cuDNN about (bf16, causal, T = S, S % 128 = 0, …)
 //
-// Layout: our q, o, dO, dq are contiguous [B, H, T, D] and k, v, dk, dv [B, Hkv, S, D], so cuDNN gets
-// them as strided 4-D views, no copies. K (and V in backward) go in transposed, [B, Hkv, D, S] with
-// the last two strides swapped. cuDNN's Stats tensor, [B, H, T, 1] f32, is the natural-log
-// log-sum-exp of the scaled, masked scores: exactly our lse (scale inside), so it is written and
-// read in place. The attention scale is a by-value host scalar, so one plan serves every scale.
-// Plans are built once per (B, H, Hkv, S, D) and direction, and kept; the graph's descriptors live
-// as long as the plan. A shape cuDNN rejects (no engine, or a failing finalize) is remembered and
+// Layout: cuDNN's tensors are logically [B, H, S, D] with the memory layout in their strides (any
+// layout with a contiguous head dim), so both of ours go in as strided 4-D views, no copies:
+//   bhsd  q, o, dO, dq contiguous [B, H, T, D], k, v, dk, dv [B, Hkv, S, D]: strides [H·S·D, S·D, D, 1]
+//   bshd  q, o, dO, dq [B, T, H, D], k, v, dk, dv [B, S, Hkv, D] (what the model's QKV projection
+//         gives, so it permutes no heads): strides [S·H·D, D, H·D, 1]
+// K (and V in backward) go in transposed, [B, Hkv, D, S] with the last two strides swapped. The
+// graph-internal tensors (virtuals, the dQ accumulator, GQA's full-head dK/dV) keep contiguous
+// strides whatever the layout (cudnn-frontend too gives the last two contiguous strides). cuDNN's
+// Stats tensor, [B, H, T, 1] f32, is the natural-log log-sum-exp of the scaled, masked scores:
+// exactly our lse (scale inside; [B, H, T] in both layouts), so it is written and read in place.
+// The attention scale is a by-value host scalar, so one plan serves every scale. Plans are built
+// once per (B, H, Hkv, S, D, layout) and direction, and kept; the graph's descriptors live as long
+// as the plan. A shape cuDNN rejects (no engine, or a failing finalize) is remembered and
 // reported once; the caller falls back to kernels/attention.cu. Workspaces (the plan's own, plus
 // the backward's dQ accumulator and softmax sum) come from the allocator for the call.
 
 import koffi from 'koffi';
+import type { AttentionLayout } from '../../tensor/kernels.js';
 import type { CudaBackend } from './backend.js';
 import { ATTR, type Cudnn, DATA, DESC, HEUR, PW, REDUCE, TYPE, cudnn, cudnnVersionNumber } from './ffi/cudnn.js';
 
@@ -29,6 +36,8 @@ export interface SdpaShape {
   /** T = S: the query and key length. */
   readonly S: number;
   readonly D: number;
+  /** Where the heads sit in memory (default 'bhsd'): see the header. */
+  readonly layout?: AttentionLayout;
 }
 
 export interface SdpaForwardArgs {
@@ -232,6 +241,16 @@ class Builder {
   }
 }
 
+/** Strides of the logical [B, heads, S, D] tensor stored in `layout`: bhsd [B, heads, S, D], bshd [B, S, heads, D]. */
+function layoutStrides(B: number, heads: number, S: number, D: number, layout: AttentionLayout): number[] {
+  return layout === 'bshd' ? [S * heads * D, D, heads * D, 1] : [heads * S * D, S * D, D, 1];
+}
+
+/** The transposed view [B, heads, D, S] of a [B, heads, S, D] tensor with strides `str` (K, and V in backward). */
+function transposed(str: readonly number[]): number[] {
+  return [str[0]!, str[1]!, str[3]!, str[2]!];
+}
+
 // Strides of contiguous tensors, and the shapes of §4.
 function contiguous(dims: readonly number[]): number[] {
   const s = new Array<number>(dims.length);
@@ -296,7 +315,7 @@ export class Sdpa {
   }
 
   private plan(dir: 'fwd' | 'bwd', s: SdpaShape, build: () => Plan): Plan | null {
-    const key = `${dir} B${s.B} H${s.H} Hkv${s.Hkv} S${s.S} D${s.D}`;
+    const key = `${dir} B${s.B} H${s.H} Hkv${s.Hkv} S${s.S} D${s.D} ${s.layout ?? 'bhsd'}`;
     const hit = this.plans.get(key);
     if (hit !== undefined) return hit;
     let plan: Plan | null = null;
@@ -338,16 +357,17 @@ export class Sdpa {
 
   /** §5: 19 tensors, 14 ops. */
   private buildForward(s: SdpaShape): Plan {
-    const { B, H, Hkv, S, D } = s;
+    const { B, H, Hkv, S, D, layout = 'bhsd' } = s;
     const b = new Builder(this.api, this.handle);
     try {
       const BF = DATA.BFLOAT16, F = DATA.FLOAT;
       const qDims = [B, H, S, D], kvDims = [B, Hkv, S, D], sDims = [B, H, S, S], rDims = [B, H, S, 1];
-      const sStr = contiguous(sDims), rStr = contiguous(rDims), kvStr = contiguous(kvDims);
-      const Q = b.tensor(UID.Q, BF, qDims, contiguous(qDims));
-      const KT = b.tensor(UID.K, BF, [B, Hkv, D, S], [kvStr[0]!, kvStr[1]!, 1, D]);
-      const V = b.tensor(UID.V, BF, kvDims, kvStr);
-      const O = b.tensor(UID.O, BF, qDims, contiguous(qDims));
+      const sStr = contiguous(sDims), rStr = contiguous(rDims);
+      const qIo = layoutStrides(B, H, S, D, layout), kvIo = layoutStrides(B, Hkv, S, D, layout); // q, o; k, v
+      const Q = b.tensor(UID.Q, BF, qDims, qIo);
+      const KT = b.tensor(UID.K, BF, [B, Hkv, D, S], transposed(kvIo));
+      const V = b.tensor(UID.V, BF, kvDims, kvIo);
+      const O = b.tensor(UID.O, BF, qDims, qIo);
       const stats = b.tensor(UID.STATS, F, rDims, rStr);
       const scale = b.scalar(UID.SCALE);
       const negInf = b.scalar(UID.NEG_INF);
@@ -389,24 +409,25 @@ export class Sdpa {
 
   /** §6: 31 tensors, 22 ops (GQA: 33, 24, through full-head dK/dV and a head reduction). */
   private buildBackward(s: SdpaShape): Plan {
-    const { B, H, Hkv, S, D } = s;
+    const { B, H, Hkv, S, D, layout = 'bhsd' } = s;
     const b = new Builder(this.api, this.handle);
     try {
       const BF = DATA.BFLOAT16, F = DATA.FLOAT;
       const qDims = [B, H, S, D], kvDims = [B, Hkv, S, D], sDims = [B, H, S, S], rDims = [B, H, S, 1];
-      const qStr = contiguous(qDims), kvStr = contiguous(kvDims), sStr = contiguous(sDims), rStr = contiguous(rDims);
+      const qStr = contiguous(qDims), sStr = contiguous(sDims), rStr = contiguous(rDims); // graph-internal
+      const qIo = layoutStrides(B, H, S, D, layout), kvIo = layoutStrides(B, Hkv, S, D, layout); // q, o, dO, dq; k, v, dk, dv
       const tDims = [B, H, S, S], tStr = [sStr[0]!, sStr[1]!, 1, S]; // transposed view of an S tensor
-      const Q = b.tensor(UID.Q, BF, qDims, qStr);
-      const KT = b.tensor(UID.K, BF, [B, Hkv, D, S], [kvStr[0]!, kvStr[1]!, 1, D]);
-      const VT = b.tensor(UID.V, BF, [B, Hkv, D, S], [kvStr[0]!, kvStr[1]!, 1, D]);
-      const O = b.tensor(UID.O, BF, qDims, qStr);
+      const Q = b.tensor(UID.Q, BF, qDims, qIo);
+      const KT = b.tensor(UID.K, BF, [B, Hkv, D, S], transposed(kvIo));
+      const VT = b.tensor(UID.V, BF, [B, Hkv, D, S], transposed(kvIo));
+      const O = b.tensor(UID.O, BF, qDims, qIo);
       const stats = b.tensor(UID.STATS, F, rDims, rStr);
       const scale = b.scalar(UID.SCALE);
       const negInf = b.scalar(UID.NEG_INF);
-      const dO = b.tensor(UID.DO, BF, qDims, qStr);
-      const dQ = b.tensor(UID.DQ, BF, qDims, qStr);
-      const dK = b.tensor(UID.DK, BF, kvDims, kvStr);
-      const dV = b.tensor(UID.DV, BF, kvDims, kvStr);
+      const dO = b.tensor(UID.DO, BF, qDims, qIo);
+      const dQ = b.tensor(UID.DQ, BF, qDims, qIo);
+      const dK = b.tensor(UID.DK, BF, kvDims, kvIo);
+      const dV = b.tensor(UID.DV, BF, kvDims, kvIo);
       const one = b.scalar(UID.ONE);
       const softmaxSum = b.tensor(UID.SOFTMAX_SUM, F, rDims, rStr);
       const dQaccum = b.tensor(UID.DQ_ACCUM, F, qDims, qStr);
@@ -464,8 +485,8 @@ export class Sdpa {
       } else {
         ops.push(b.matmul(dST, Q, dK));
       }
-      // dQ = dS·K through the f32 accumulator
-      const K = b.virtual(F, kvDims, kvStr);
+      // dQ = dS·K through the f32 accumulator (K: the reshape of Kᵀ back to K's own strides)
+      const K = b.virtual(F, kvDims, kvIo);
       ops.push(b.reshape(KT, K));
       ops.push(b.matmul(dS, K, dQaccum));
       ops.push(b.pointwise(PW.IDENTITY, F, dQaccum, dQ));

@@ -4,11 +4,16 @@
 // F MLP width, V padded vocabulary, S cached + new positions. Single-device code: parallelism
 // is applied from outside.
 //
+// Attention heads: training and scoring keep q, k, v in the (B, T, H, D) layout the fused QKV
+// projection produces and run rotary and attention in their 'bshd' layout, so no head permutations
+// are made (on CUDA cuDNN reads the strided heads directly); o (B, T, H, D) is already (B, T, C).
+//
 // Incremental decoding: `forward(ids, { cache })` treats ids (B, T) as the tokens at positions
 // cache.length … cache.length + T − 1 and lets each Attention hand its new k/v to the cache
-// (AttentionCache, implemented by src/infer/kv_cache.ts), attending over what it returns.
+// (AttentionCache, implemented by src/infer/kv_cache.ts), attending over what it returns. The cache
+// holds (B, Hkv, S, D), so that path permutes to the 'bhsd' layout (a few positions per step).
 
-import { type InitContext, initWeight } from '../../nn/init.js';
+import { type InitContext, withInitWeight } from '../../nn/init.js';
 import { type ComputePrecision, Embedding, Linear, Norm, type ParamFactory, atCompute } from '../../nn/layers.js';
 import { Module, parameter } from '../../nn/module.js';
 import * as ops from '../../ops/index.js';
@@ -83,7 +88,21 @@ export class Attention extends Module {
     const kvWidth = (D * Hkv) / H;
     // GPT-NeoX's layout: per query head, [q (D) ‖ k (D·Hkv/H) ‖ v (D·Hkv/H)]; for MHA this is [q ‖ k ‖ v] per head.
     const qkv = ops.reshape(this.query_key_value.forward(x), [B, T, H, D + 2 * kvWidth]);
-    const [q0, k0, v0] = ops.split(qkv, [D, kvWidth, kvWidth], -1) as [Tensor, Tensor, Tensor];
+    const [q0, k0, v0] = ops.split(qkv, [D, kvWidth, kvWidth], -1) as [Tensor, Tensor, Tensor]; // contiguous copies
+    const attn = { causal: true, window: this.cfg.slidingWindow, alibi: this.cfg.posEmb === 'alibi' };
+    if (!step) {
+      // Training and scoring: the heads stay where the projection put them (layout bshd), no permutes.
+      let q = q0; // (B, T, H, D)
+      let k = ops.reshape(k0, [B, T, Hkv, D]); // (B, T, Hkv, D): a view (for GQA, k0's H · kvW = Hkv · D per token)
+      const v = ops.reshape(v0, [B, T, Hkv, D]);
+      if (this.rotaryDims > 0) {
+        q = ops.rotary(q, this.rotaryDims, this.cfg.rotaryBase, offset, { layout: 'bshd' });
+        k = ops.rotary(k, this.rotaryDims, this.cfg.rotaryBase, offset, { layout: 'bshd' });
+      }
+      const o = ops.attention(q, k, v, { ...attn, layout: 'bshd' }); // (B, T, H, D)
+      return this.dense.forward(ops.reshape(o, [B, T, C]));
+    }
+    // Incremental decoding: the cache holds (B, Hkv, S, D), so this path works in bhsd.
     let q = ops.permute(q0, [0, 2, 1, 3]); // (B, H, T, D)
     let k = ops.permute(ops.reshape(k0, [B, T, Hkv, D]), [0, 2, 1, 3]); // (B, Hkv, T, D)
     let v = ops.permute(ops.reshape(v0, [B, T, Hkv, D]), [0, 2, 1, 3]); // (B, Hkv, T, D)
@@ -91,8 +110,8 @@ export class Attention extends Module {
       q = ops.rotary(q, this.rotaryDims, this.cfg.rotaryBase, offset);
       k = ops.rotary(k, this.rotaryDims, this.cfg.rotaryBase, offset);
     }
-    if (step) [k, v] = step.cache.append(step.layer, offset, k, v); // (B, Hkv, S, D)
-    const o = ops.attention(q, k, v, { causal: true, window: this.cfg.slidingWindow, alibi: this.cfg.posEmb === 'alibi' }); // (B, H, T, D)
+    [k, v] = step.cache.append(step.layer, offset, k, v); // (B, Hkv, S, D)
+    const o = ops.attention(q, k, v, attn); // (B, H, T, D)
     const merged = ops.reshape(ops.permute(o, [0, 2, 1, 3]), [B, T, C]); // (B, T, C)
     return this.dense.forward(merged);
   }
@@ -166,7 +185,9 @@ export class GPTNeoX extends Module {
       backend,
       dtype,
       precision: this.precision,
-      weight: (rows, cols, role) => initWeight(role === 'output' ? cfg.outputInitMethod : cfg.initMethod, rows, cols, ctx, stream++),
+      // The values go straight into the tensor (large ones are lent from a reused host buffer: one copy, or one upload).
+      weight: (rows, cols, role) => withInitWeight(role === 'output' ? cfg.outputInitMethod : cfg.initMethod, rows, cols, ctx, stream++,
+        (values) => tensor(values, [rows, cols], dtype, backend)),
     };
     this.embed_in = new Embedding(cfg.vocabSize, cfg.hiddenSize, f);
     this.embed_pos = cfg.posEmb === 'learned' ? new Embedding(cfg.maxPositions, cfg.hiddenSize, f) : null;
@@ -174,7 +195,7 @@ export class GPTNeoX extends Module {
     this.final_layer_norm = new Norm(cfg.norm, cfg.hiddenSize, cfg.normEps, f, cfg.normBias);
     this.embed_out = cfg.tiedEmbeddings
       ? null
-      : parameter(tensor(f.weight(cfg.vocabSize, cfg.hiddenSize, 'input'), [cfg.vocabSize, cfg.hiddenSize], dtype, backend));
+      : parameter(f.weight(cfg.vocabSize, cfg.hiddenSize, 'input'));
   }
 
   /**
@@ -231,8 +252,8 @@ export class GPTNeoX extends Module {
     } else if (cache) {
       for (const [i, layer] of this.layers.entries()) x = layer.forward(x, { cache, layer: i, offset });
     } else {
-      // Each layer in its own scope: what its backward does not read (the qkv projection, head
-      // permutations, branch outputs, residual sums) is freed as soon as the layer's forward ends.
+      // Each layer in its own scope: what its backward does not read (the qkv projection, the
+      // unrotated q and k, branch outputs, residual sums) is freed as soon as the layer's forward ends.
       for (const layer of this.layers) x = scope(() => layer.forward(x));
     }
     x = this.final_layer_norm.forward(x);

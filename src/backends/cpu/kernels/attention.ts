@@ -2,6 +2,7 @@
 //
 //   attention          q [B, H, T, D], k [B, Hkv, S, D], v [B, Hkv, S, D] → o [B, H, T, D], lse [B, H, T]
 //   attentionBackward  q, k, v, o, lse, dO → dq [B, H, T, D], dk, dv [B, Hkv, S, D]
+// (layout 'bhsd'; with 'bshd' q, o, dO, dq are [B, T, H, D] and k, v, dk, dv [B, S, Hkv, D], lse the same)
 //
 // Work goes per (batch, head) in blocks of QB query rows. A block whose queries sit at absolute
 // positions p0 … p1 (query t is at S − T + t) can only see keys [lo, hi) = [first(p0), end(p1)), so keys
@@ -13,13 +14,18 @@
 // dK and dV accumulate over the query heads of a kv group (in that order) before they are stored.
 // The loops live in ../tasks.ts: the worker pool (parallelFor) splits the forward pass over
 // (batch, head) pairs and the backward pass over (batch, kv head) pairs, each thread with its own
-// scratch tiles, so the outputs do not depend on the thread count.
+// scratch tiles, so the outputs do not depend on the thread count. The bshd layout goes through
+// ../attention_bshd.ts, which gathers each head's strided rows into per-thread scratch and runs the
+// same loop on them: bitwise the bhsd result, permuted, without a full-tensor permute.
 // Rows that see no key (S < T under causality) give o = 0, lse = −∞ and zero gradients.
 // lse is stored in the inputs' dtype (f32, or f64 for gradient checks).
 
 import { registerKernel } from '../../../tensor/engine.js';
 import type { Tensor } from '../../../tensor/tensor.js';
 import { alibiSlopes } from '../../../ops/attention.js';
+import type { AttentionLayout } from '../../../tensor/kernels.js';
+import { attentionShape, headsFirst } from '../../../tensor/layout.js';
+import '../attention_bshd.js'; // the bshd tasks
 import { parallelFor, releaseShareable, shareable } from '../pool.js';
 import { f, out } from './util.js';
 
@@ -36,11 +42,12 @@ interface Dims {
   shift: number;
 }
 
-function dims(q: Tensor, k: Tensor, v: Tensor, kernel: string): Dims {
-  const [B, H, T, D] = q.shape as [number, number, number, number];
-  const [Bk, Hkv, S, Dk] = k.shape as [number, number, number, number];
+function dims(q: Tensor, k: Tensor, v: Tensor, layout: AttentionLayout, kernel: string): Dims {
+  const [B, H, T, D] = headsFirst(q.shape, layout);
+  const [Bk, Hkv, S, Dk] = headsFirst(k.shape, layout);
   if (q.ndim !== 4 || k.ndim !== 4 || k.shape.join(',') !== v.shape.join(',') || Bk !== B || Dk !== D || H % Hkv !== 0) {
-    throw new Error(`${kernel}: expected q [B, H, T, D], k = v [B, Hkv, S, D] with H a multiple of Hkv, got [${q.shape}], [${k.shape}], [${v.shape}]`);
+    const want = layout === 'bshd' ? 'q [B, T, H, D], k = v [B, S, Hkv, D]' : 'q [B, H, T, D], k = v [B, Hkv, S, D]';
+    throw new Error(`${kernel}: expected ${want} with H a multiple of Hkv, got [${q.shape}], [${k.shape}], [${v.shape}]`);
   }
   if (q.dtype !== k.dtype || q.dtype !== v.dtype) throw new Error(`${kernel}: dtypes differ (${q.dtype}, ${k.dtype}, ${v.dtype})`);
   return { B, H, Hkv, T, S, D, group: H / Hkv, shift: S - T };
@@ -51,18 +58,18 @@ function slopesFor(H: number, alibi: boolean): Float64Array | null {
   return alibi ? alibiSlopes(H).map(Math.fround) : null;
 }
 
-registerKernel('attention', 'cpu', ([q, k, v], { scale, causal, window, alibi }, be) => {
-  const { B, H, Hkv, T, S, D, group, shift } = dims(q!, k!, v!, 'attention');
-  const Q = f(q!, 'attention'); // (B, H, T, D)
-  const K = f(k!, 'attention'); // (B, Hkv, S, D)
-  const V = f(v!, 'attention'); // (B, Hkv, S, D)
-  const o = out([B, H, T, D], q!.dtype, be);
+registerKernel('attention', 'cpu', ([q, k, v], { scale, causal, window, alibi, layout = 'bhsd' }, be) => {
+  const { B, H, Hkv, T, S, D, group, shift } = dims(q!, k!, v!, layout, 'attention');
+  const Q = f(q!, 'attention'); // (B, H, T, D) or (B, T, H, D)
+  const K = f(k!, 'attention'); // (B, Hkv, S, D) or (B, S, Hkv, D)
+  const V = f(v!, 'attention'); // as K
+  const o = out(attentionShape(B, H, T, D, layout), q!.dtype, be);
   const lse = out([B, H, T], q!.dtype, be);
-  const O = f(o, 'attention'); // (B, H, T, D)
+  const O = f(o, 'attention'); // as Q
   const L = f(lse, 'attention'); // (B, H, T)
   const Ls = shareable(L);
   const slopes = slopesFor(H, alibi);
-  parallelFor('attention', {
+  parallelFor(layout === 'bshd' ? 'attentionBshd' : 'attention', {
     Q, K, V, O, L: Ls, slopes: slopes && shareable(slopes), H, Hkv, T, S, D, group, shift, scale, causal, window,
   }, B * H, grain(T, S, D));
   if (Ls !== L) L.set(Ls);
@@ -70,17 +77,17 @@ registerKernel('attention', 'cpu', ([q, k, v], { scale, causal, window, alibi },
   return [o, lse];
 });
 
-registerKernel('attentionBackward', 'cpu', ([q, k, v, o, lse, dO], { scale, causal, window, alibi }, be) => {
-  const { B, H, Hkv, T, S, D, group, shift } = dims(q!, k!, v!, 'attentionBackward');
-  for (const [name, t, shape] of [['o', o!, q!.shape], ['dO', dO!, q!.shape], ['lse', lse!, q!.shape.slice(0, 3)]] as const) {
+registerKernel('attentionBackward', 'cpu', ([q, k, v, o, lse, dO], { scale, causal, window, alibi, layout = 'bhsd' }, be) => {
+  const { B, H, Hkv, T, S, D, group, shift } = dims(q!, k!, v!, layout, 'attentionBackward');
+  for (const [name, t, shape] of [['o', o!, q!.shape], ['dO', dO!, q!.shape], ['lse', lse!, [B, H, T]]] as const) {
     if (t.shape.join(',') !== shape.join(',')) throw new Error(`attentionBackward: ${name} has shape [${t.shape}], expected [${shape}]`);
   }
-  const Q = f(q!, 'attentionBackward'); // (B, H, T, D)
-  const K = f(k!, 'attentionBackward'); // (B, Hkv, S, D)
-  const V = f(v!, 'attentionBackward'); // (B, Hkv, S, D)
-  const O = f(o!, 'attentionBackward'); // (B, H, T, D)
+  const Q = f(q!, 'attentionBackward'); // (B, H, T, D) or (B, T, H, D)
+  const K = f(k!, 'attentionBackward'); // (B, Hkv, S, D) or (B, S, Hkv, D)
+  const V = f(v!, 'attentionBackward'); // as K
+  const O = f(o!, 'attentionBackward'); // as Q
   const L = f(lse!, 'attentionBackward'); // (B, H, T)
-  const DO = f(dO!, 'attentionBackward'); // (B, H, T, D)
+  const DO = f(dO!, 'attentionBackward'); // as Q
   const dq = out(q!.shape, q!.dtype, be);
   const dk = out(k!.shape, k!.dtype, be);
   const dv = out(v!.shape, v!.dtype, be);
@@ -88,7 +95,7 @@ registerKernel('attentionBackward', 'cpu', ([q, k, v, o, lse, dO], { scale, caus
   const DK = f(dk, 'attentionBackward');
   const DV = f(dv, 'attentionBackward');
   const slopes = slopesFor(H, alibi);
-  parallelFor('attentionBackward', {
+  parallelFor(layout === 'bshd' ? 'attentionBackwardBshd' : 'attentionBackward', {
     Q, K, V, O, L: shareable(L), DO, DQ, DK, DV, slopes: slopes && shareable(slopes), H, Hkv, T, S, D, group, shift, scale, causal, window,
   }, B * Hkv, grain(T * group, S, D));
   releaseShareable();

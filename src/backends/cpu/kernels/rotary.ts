@@ -5,18 +5,23 @@
 //   out[i + h] = x[i + h] · cos θ_i + x[i] · sin θ_i        (θ_i = p · inv_freq_i; inverse uses −θ)
 // and dims ≥ rotaryDims pass through. The cos/sin table comes from ops/attention.ts (rotaryTable), so
 // every backend rotates by the same angles.
+// Layouts: 'bhsd' x [B, H, T, D] (t is axis 2) or 'bshd' x [B, T, H, D] (t is axis 1). Both walk rows
+// as (outer, t, inner) with inner = 1 (bhsd) or H (bshd); each row gets the same arithmetic, so bshd
+// equals permute ∘ bhsd ∘ permute bitwise.
 
 import { registerKernel } from '../../../tensor/engine.js';
 import { rotaryTable } from '../../../ops/attention.js';
 import { f, out } from './util.js';
 
-registerKernel('rotary', 'cpu', ([x], { rotaryDims, base, offset, inverse }, be) => {
-  const X = f(x!, 'rotary'); // (B, H, T, D)
+registerKernel('rotary', 'cpu', ([x], { rotaryDims, base, offset, inverse, layout }, be) => {
+  const X = f(x!, 'rotary'); // (B, H, T, D) or (B, T, H, D)
+  const bshd = layout === 'bshd';
   const D = x!.dim(-1);
-  const T = x!.dim(-2);
-  const rows = x!.numel / (T * D); // B · H
+  const T = x!.dim(bshd ? 1 : 2);
+  const inner = bshd ? x!.dim(2) : 1; // rows between consecutive positions: H (bshd) or 1 (bhsd)
+  const outer = x!.numel / Math.max(1, T * inner * D); // B · H (bhsd) or B (bshd)
   const y = out(x!.shape, x!.dtype, be);
-  const Y = f(y, 'rotary'); // (B, H, T, D)
+  const Y = f(y, 'rotary');
   const half = rotaryDims / 2;
   if (half === 0 || x!.numel === 0) {
     Y.set(X);
@@ -24,17 +29,19 @@ registerKernel('rotary', 'cpu', ([x], { rotaryDims, base, offset, inverse }, be)
   }
   const { cos, sin } = rotaryTable(T, rotaryDims, base, offset); // (T, half) each
   const sign = inverse ? -1 : 1;
-  for (let r = 0; r < rows; r++) {
+  for (let r = 0; r < outer; r++) {
     for (let t = 0; t < T; t++) {
-      const o = (r * T + t) * D;
       const c = t * half;
-      for (let i = 0; i < half; i++) {
-        const cs = cos[c + i]!, sn = sign * sin[c + i]!;
-        const x1 = X[o + i]!, x2 = X[o + half + i]!;
-        Y[o + i] = x1 * cs - x2 * sn;
-        Y[o + half + i] = x2 * cs + x1 * sn;
+      for (let j = 0; j < inner; j++) {
+        const o = ((r * T + t) * inner + j) * D;
+        for (let i = 0; i < half; i++) {
+          const cs = cos[c + i]!, sn = sign * sin[c + i]!;
+          const x1 = X[o + i]!, x2 = X[o + half + i]!;
+          Y[o + i] = x1 * cs - x2 * sn;
+          Y[o + half + i] = x2 * cs + x1 * sn;
+        }
+        for (let i = rotaryDims; i < D; i++) Y[o + i] = X[o + i]!;
       }
-      for (let i = rotaryDims; i < D; i++) Y[o + i] = X[o + i]!;
     }
   }
   return [y];

@@ -5,9 +5,11 @@
 //          attn_bwd_dq_<t>      q, k, v, dO, lse, delta → dq            grid (⌈T / BQ⌉, B·H)
 //          attn_bwd_dkdv_<t>    q, k, v, dO, lse, delta → dk, dv        grid (⌈S / BQ⌉, B·Hkv)
 // Contract (tensor/kernels.ts, CPU reference backends/cpu/kernels/attention.ts): q [B, H, T, D],
-// k, v [B, Hkv, S, D], query t at absolute position S − T + t; key j visible when
-// (!causal || j ≤ p) && (window = 0 || p − j < window); score = scale · q·k − slope_h · |p − j|;
-// query head h reads kv head h / (H / Hkv). Rows that see no key: o = 0, lse = −∞, zero gradients.
+// k, v [B, Hkv, S, D] (bshd = 0), or q [B, T, H, D], k, v [B, S, Hkv, D] (bshd = 1; o, dO, dq, dk,
+// dv follow their input; lse and delta are [B, H, T] in both); query t at absolute position
+// S − T + t; key j visible when (!causal || j ≤ p) && (window = 0 || p − j < window);
+// score = scale · q·k − slope_h · |p − j|; query head h reads kv head h / (H / Hkv). Rows that see
+// no key: o = 0, lse = −∞, zero gradients.
 //
 // FlashAttention-2 in plain f32 FMAs (no tensor cores): 4 warps per block, ROWS rows per warp.
 //   forward  a block owns BQ query rows; K/V tiles of 32 keys pass through shared memory, lane j
@@ -18,6 +20,9 @@
 //            query tiles that can see them (lane = query): dv += Pᵀ·dO, dk += dSᵀ·Q, kept in
 //            registers; no atomics, deterministic. P and dS are recomputed (7 of the 5 GEMM-loads
 //            of a fused backward), the price of needing no dq accumulation buffer.
+// Layout: every kernel addresses a head's rows as base + row · stride (rows of D contiguous values),
+// with base and stride from Heads below, so both layouts run the same code (a row is one coalesced
+// read either way).
 // Compile-time: HEAD_DIM (any 1 … 256; tiles are zero-padded to DP, a multiple of 32) and ROWS.
 // All arithmetic and shared tiles are f32; storage is f32, bf16 or f16.
 #include "common.cuh"
@@ -41,13 +46,23 @@ static_assert(D >= 1 && D <= 256, "HEAD_DIM must be in 1 … 256");
 
 #define FULL_MASK 0xffffffffu
 
-// dst[r · ld + d] = src[r · D + d] for r < valid, d < D; 0 elsewhere in the (rows, DP) tile.
+// dst[r · ld + d] = src[r · stride + d] for r < valid, d < D; 0 elsewhere in the (rows, DP) tile.
 template <typename T>
-__device__ __forceinline__ void load_tile(float* dst, int ld, const T* __restrict__ src, int valid, int rows) {
+__device__ __forceinline__ void load_tile(float* dst, int ld, const T* __restrict__ src, i64 stride, int valid, int rows) {
   for (int i = threadIdx.x; i < rows * DP; i += THREADS) {
     const int r = i / DP, d = i - r * DP;
-    dst[r * ld + d] = (r < valid && d < D) ? to_f32(src[(i64)r * D + d]) : 0.f;
+    dst[r * ld + d] = (r < valid && d < D) ? to_f32(src[(i64)r * stride + d]) : 0.f;
   }
+}
+
+// Where head `h` of batch `b` keeps its `len` rows (of D values) among `heads` heads: row t at
+// base + t · stride. bhsd [B, heads, len, D]: base (b·heads + h)·len·D, stride D; bshd
+// [B, len, heads, D]: base (b·len·heads + h)·D, stride heads·D.
+struct Heads {
+  i64 base, stride;
+};
+__device__ __forceinline__ Heads heads_at(int bshd, int b, int h, int heads, int len) {
+  return bshd ? Heads{((i64)b * len * heads + h) * D, (i64)heads * D} : Heads{((i64)b * heads + h) * len * D, (i64)D};
 }
 
 __device__ __forceinline__ float4 ld4(const float* p) { return *reinterpret_cast<const float4*>(p); }
@@ -63,7 +78,7 @@ __device__ __forceinline__ bool visible(int p, int j, int causal, int window) {
 template <typename T>
 __device__ void attn_fwd(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, T* __restrict__ o,
                          float* __restrict__ lse, const float* __restrict__ slopes, int H, int Hkv, int Tq, int S,
-                         int causal, int window, float scale) {
+                         int causal, int window, float scale, int bshd) {
   extern __shared__ float4 smem[];
   float* Qs = reinterpret_cast<float*>(smem);  // (BQ, DP)
   float* Ks = Qs + BQ * DP;                    // (BK, LD)
@@ -75,8 +90,8 @@ __device__ void attn_fwd(const T* __restrict__ q, const T* __restrict__ k, const
   const int t1 = min(Tq, t0 + BQ);
   const int shift = S - Tq;
   const float slope = slopes ? slopes[h] : 0.f;
-  const i64 kvOff = (i64)(b * Hkv + kvh) * S * D;
-  load_tile(Qs, DP, q + ((i64)bh * Tq + t0) * D, t1 - t0, BQ);
+  const Heads qh = heads_at(bshd, b, h, H, Tq), kh = heads_at(bshd, b, kvh, Hkv, S);
+  load_tile(Qs, DP, q + qh.base + t0 * qh.stride, qh.stride, t1 - t0, BQ);
   // Keys some row of the block can see: [lo, hi).
   const int lo = window > 0 ? max(0, shift + t0 - window + 1) : 0;
   const int hi = causal ? min(S, shift + t1) : S;
@@ -92,8 +107,8 @@ __device__ void attn_fwd(const T* __restrict__ q, const T* __restrict__ k, const
   for (int j0 = lo; j0 < hi; j0 += BK) {
     const int n = min(BK, hi - j0);
     __syncthreads();  // the previous tile is consumed
-    load_tile(Ks, LD, k + kvOff + (i64)j0 * D, n, BK);
-    load_tile(Vs, DP, v + kvOff + (i64)j0 * D, n, BK);
+    load_tile(Ks, LD, k + kh.base + j0 * kh.stride, kh.stride, n, BK);
+    load_tile(Vs, DP, v + kh.base + j0 * kh.stride, kh.stride, n, BK);
     __syncthreads();
     const int j = j0 + lane;
     float s[ROWS];
@@ -141,12 +156,12 @@ __device__ void attn_fwd(const T* __restrict__ q, const T* __restrict__ k, const
   for (int i = 0; i < ROWS; i++) {
     const int t = t0 + warp * ROWS + i;
     if (t >= t1) continue;
-    const i64 row = (i64)bh * Tq + t;
+    const i64 row = (i64)bh * Tq + t;  // lse is [B, H, T] in both layouts
     const float inv = l[i] > 0.f ? 1.f / l[i] : 0.f;
 #pragma unroll
     for (int c = 0; c < DC; c++) {
       const int d = lane + 32 * c;
-      if (d < D) o[row * D + d] = from_f32<T>(acc[i][c] * inv);
+      if (d < D) o[qh.base + t * qh.stride + d] = from_f32<T>(acc[i][c] * inv);
     }
     if (lane == 0) lse[row] = l[i] > 0.f ? m[i] + logf(l[i]) : NEG_INF;
   }
@@ -155,14 +170,20 @@ __device__ void attn_fwd(const T* __restrict__ q, const T* __restrict__ k, const
 // ---------------------------------------------------------------------------------------------
 // Backward
 
-// delta[r] = Σ_d o[r, d] · dO[r, d] over rows r < rows; a warp per row.
+// delta[r] = Σ_d o[r, d] · dO[r, d] over rows r < rows, r = (b · H + h) · Tq + t; a warp per row.
 template <typename T>
-__device__ void attn_bwd_delta(const T* __restrict__ o, const T* __restrict__ dO, float* __restrict__ delta, i64 rows) {
+__device__ void attn_bwd_delta(const T* __restrict__ o, const T* __restrict__ dO, float* __restrict__ delta, i64 rows,
+                               int H, int Tq, int bshd) {
   const int lane = threadIdx.x & 31;
   const i64 warps = (i64)gridDim.x * (blockDim.x >> 5);
   for (i64 r = (i64)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
+    i64 at = r;  // o's row index: r in bhsd, (b · Tq + t) · H + h in bshd
+    if (bshd) {
+      const i64 t = r % Tq, bh = r / Tq, h = bh % H, b = bh / H;
+      at = (b * Tq + t) * H + h;
+    }
     float s = 0.f;
-    for (int d = lane; d < D; d += 32) s += to_f32(o[r * D + d]) * to_f32(dO[r * D + d]);
+    for (int d = lane; d < D; d += 32) s += to_f32(o[at * D + d]) * to_f32(dO[at * D + d]);
     s = warp_all(s, SumOp());
     if (lane == 0) delta[r] = s;
   }
@@ -171,7 +192,8 @@ __device__ void attn_bwd_delta(const T* __restrict__ o, const T* __restrict__ dO
 template <typename T>
 __device__ void attn_bwd_dq(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, const T* __restrict__ dO,
                             const float* __restrict__ lse, const float* __restrict__ delta, T* __restrict__ dq,
-                            const float* __restrict__ slopes, int H, int Hkv, int Tq, int S, int causal, int window, float scale) {
+                            const float* __restrict__ slopes, int H, int Hkv, int Tq, int S, int causal, int window, float scale,
+                            int bshd) {
   extern __shared__ float4 smem[];
   float* Qs = reinterpret_cast<float*>(smem);  // (BQ, DP)
   float* dOs = Qs + BQ * DP;                   // (BQ, DP)
@@ -184,9 +206,9 @@ __device__ void attn_bwd_dq(const T* __restrict__ q, const T* __restrict__ k, co
   const int t1 = min(Tq, t0 + BQ);
   const int shift = S - Tq;
   const float slope = slopes ? slopes[h] : 0.f;
-  const i64 kvOff = (i64)(b * Hkv + kvh) * S * D;
-  load_tile(Qs, DP, q + ((i64)bh * Tq + t0) * D, t1 - t0, BQ);
-  load_tile(dOs, DP, dO + ((i64)bh * Tq + t0) * D, t1 - t0, BQ);
+  const Heads qh = heads_at(bshd, b, h, H, Tq), kh = heads_at(bshd, b, kvh, Hkv, S);
+  load_tile(Qs, DP, q + qh.base + t0 * qh.stride, qh.stride, t1 - t0, BQ);
+  load_tile(dOs, DP, dO + qh.base + t0 * qh.stride, qh.stride, t1 - t0, BQ);
   const int lo = window > 0 ? max(0, shift + t0 - window + 1) : 0;
   const int hi = causal ? min(S, shift + t1) : S;
 
@@ -202,8 +224,8 @@ __device__ void attn_bwd_dq(const T* __restrict__ q, const T* __restrict__ k, co
   for (int j0 = lo; j0 < hi; j0 += BK) {
     const int n = min(BK, hi - j0);
     __syncthreads();
-    load_tile(Ks, LD, k + kvOff + (i64)j0 * D, n, BK);
-    load_tile(Vs, LD, v + kvOff + (i64)j0 * D, n, BK);
+    load_tile(Ks, LD, k + kh.base + j0 * kh.stride, kh.stride, n, BK);
+    load_tile(Vs, LD, v + kh.base + j0 * kh.stride, kh.stride, n, BK);
     __syncthreads();
     const int j = j0 + lane;
     float s[ROWS], dp[ROWS];
@@ -244,11 +266,10 @@ __device__ void attn_bwd_dq(const T* __restrict__ q, const T* __restrict__ k, co
   for (int i = 0; i < ROWS; i++) {
     const int t = t0 + warp * ROWS + i;
     if (t >= t1) continue;
-    const i64 row = (i64)bh * Tq + t;
 #pragma unroll
     for (int c = 0; c < DC; c++) {
       const int d = lane + 32 * c;
-      if (d < D) dq[row * D + d] = from_f32<T>(acc[i][c]);
+      if (d < D) dq[qh.base + t * qh.stride + d] = from_f32<T>(acc[i][c]);
     }
   }
 }
@@ -256,7 +277,8 @@ __device__ void attn_bwd_dq(const T* __restrict__ q, const T* __restrict__ k, co
 template <typename T>
 __device__ void attn_bwd_dkdv(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, const T* __restrict__ dO,
                               const float* __restrict__ lse, const float* __restrict__ delta, T* __restrict__ dk, T* __restrict__ dv,
-                              const float* __restrict__ slopes, int H, int Hkv, int Tq, int S, int causal, int window, float scale) {
+                              const float* __restrict__ slopes, int H, int Hkv, int Tq, int S, int causal, int window, float scale,
+                              int bshd) {
   extern __shared__ float4 smem[];
   float* Ks = reinterpret_cast<float*>(smem);  // (BQ, DP) this block's keys
   float* Vs = Ks + BQ * DP;                    // (BQ, DP)
@@ -271,9 +293,9 @@ __device__ void attn_bwd_dkdv(const T* __restrict__ q, const T* __restrict__ k, 
   const int j0 = blockIdx.x * BQ;  // early keys are seen by the most queries: they start first
   const int j1 = min(S, j0 + BQ);
   const int shift = S - Tq;
-  const i64 kvOff = (i64)bkv * S * D;
-  load_tile(Ks, DP, k + kvOff + (i64)j0 * D, j1 - j0, BQ);
-  load_tile(Vs, DP, v + kvOff + (i64)j0 * D, j1 - j0, BQ);
+  const Heads kh = heads_at(bshd, b, kvh, Hkv, S);
+  load_tile(Ks, DP, k + kh.base + j0 * kh.stride, kh.stride, j1 - j0, BQ);
+  load_tile(Vs, DP, v + kh.base + j0 * kh.stride, kh.stride, j1 - j0, BQ);
   // Queries that can see some key of the block: [tlo, thi).
   const int tlo = causal ? max(0, j0 - shift) : 0;
   const int thi = window > 0 ? min(Tq, max(0, j1 - 1 + window - shift)) : Tq;
@@ -285,13 +307,14 @@ __device__ void attn_bwd_dkdv(const T* __restrict__ q, const T* __restrict__ k, 
     for (int c = 0; c < DC; c++) gk[i][c] = gv[i][c] = 0.f;
   for (int g = 0; g < group; g++) {
     const int h = kvh * group + g;
-    const i64 rows0 = (i64)(b * H + h) * Tq;
+    const i64 rows0 = (i64)(b * H + h) * Tq;  // lse, delta: [B, H, T]
+    const Heads qh = heads_at(bshd, b, h, H, Tq);
     const float slope = slopes ? slopes[h] : 0.f;
     for (int t0 = tlo; t0 < thi; t0 += BK) {
       const int n = min(BK, thi - t0);
       __syncthreads();
-      load_tile(Qs, LD, q + (rows0 + t0) * D, n, BK);
-      load_tile(dOs, LD, dO + (rows0 + t0) * D, n, BK);
+      load_tile(Qs, LD, q + qh.base + t0 * qh.stride, qh.stride, n, BK);
+      load_tile(dOs, LD, dO + qh.base + t0 * qh.stride, qh.stride, n, BK);
       if (threadIdx.x < BK) {
         Ls[threadIdx.x] = threadIdx.x < n ? lse[rows0 + t0 + threadIdx.x] : NEG_INF;
         Es[threadIdx.x] = threadIdx.x < n ? delta[rows0 + t0 + threadIdx.x] : 0.f;
@@ -353,8 +376,8 @@ __device__ void attn_bwd_dkdv(const T* __restrict__ q, const T* __restrict__ k, 
     for (int c = 0; c < DC; c++) {
       const int d = lane + 32 * c;
       if (d < D) {
-        dk[kvOff + (i64)j * D + d] = from_f32<T>(gk[i][c]);
-        dv[kvOff + (i64)j * D + d] = from_f32<T>(gv[i][c]);
+        dk[kh.base + j * kh.stride + d] = from_f32<T>(gk[i][c]);
+        dv[kh.base + j * kh.stride + d] = from_f32<T>(gv[i][c]);
       }
     }
   }
@@ -363,20 +386,20 @@ __device__ void attn_bwd_dkdv(const T* __restrict__ q, const T* __restrict__ k, 
 #define DEFINE_ATTENTION(T, S)                                                                                               \
   extern "C" __global__ void __launch_bounds__(THREADS) attn_fwd_##S(const T* q, const T* k, const T* v, T* o, float* lse,  \
                                                                      const float* slopes, int H, int Hkv, int Tq, int Skv,     \
-                                                                     int causal, int window, float scale) {                    \
-    attn_fwd<T>(q, k, v, o, lse, slopes, H, Hkv, Tq, Skv, causal, window, scale);                                              \
+                                                                     int causal, int window, float scale, int bshd) {          \
+    attn_fwd<T>(q, k, v, o, lse, slopes, H, Hkv, Tq, Skv, causal, window, scale, bshd);                                        \
   }                                                                                                                            \
-  extern "C" __global__ void attn_bwd_delta_##S(const T* o, const T* dO, float* delta, i64 rows) {                             \
-    attn_bwd_delta<T>(o, dO, delta, rows);                                                                                     \
+  extern "C" __global__ void attn_bwd_delta_##S(const T* o, const T* dO, float* delta, i64 rows, int H, int Tq, int bshd) {    \
+    attn_bwd_delta<T>(o, dO, delta, rows, H, Tq, bshd);                                                                        \
   }                                                                                                                            \
   extern "C" __global__ void __launch_bounds__(THREADS)                                                                        \
       attn_bwd_dq_##S(const T* q, const T* k, const T* v, const T* dO, const float* lse, const float* delta, T* dq,             \
-                      const float* slopes, int H, int Hkv, int Tq, int Skv, int causal, int window, float scale) {             \
-    attn_bwd_dq<T>(q, k, v, dO, lse, delta, dq, slopes, H, Hkv, Tq, Skv, causal, window, scale);                               \
+                      const float* slopes, int H, int Hkv, int Tq, int Skv, int causal, int window, float scale, int bshd) {   \
+    attn_bwd_dq<T>(q, k, v, dO, lse, delta, dq, slopes, H, Hkv, Tq, Skv, causal, window, scale, bshd);                         \
   }                                                                                                                            \
   extern "C" __global__ void __launch_bounds__(THREADS)                                                                        \
       attn_bwd_dkdv_##S(const T* q, const T* k, const T* v, const T* dO, const float* lse, const float* delta, T* dk, T* dv,    \
-                        const float* slopes, int H, int Hkv, int Tq, int Skv, int causal, int window, float scale) {           \
-    attn_bwd_dkdv<T>(q, k, v, dO, lse, delta, dk, dv, slopes, H, Hkv, Tq, Skv, causal, window, scale);                         \
+                        const float* slopes, int H, int Hkv, int Tq, int Skv, int causal, int window, float scale, int bshd) { \
+    attn_bwd_dkdv<T>(q, k, v, dO, lse, delta, dk, dv, slopes, H, Hkv, Tq, Skv, causal, window, scale, bshd);                   \
   }
 FOR_FLOAT_TYPES(DEFINE_ATTENTION)

@@ -9,10 +9,16 @@
 //
 //   setCudnnAttention(on)  tests force the fallback with it; attentionPaths() counts which path ran
 //
-// lse is f32 [B, H, T] on both paths (cuDNN's Stats tensor is the same quantity: see sdpa.ts).
+// Both layouts (attrs.layout: bhsd q [B, H, T, D], k, v [B, Hkv, S, D], or bshd q [B, T, H, D], k, v
+// [B, S, Hkv, D]) run in place on both paths: cuDNN gets the layout's strides (sdpa.ts) and
+// attention.cu addresses rows through a per-head base and row stride. No permutes.
+// lse is f32 [B, H, T] on both paths and in both layouts (cuDNN's Stats tensor is the same
+// quantity: see sdpa.ts).
 
 import { alibiSlopes } from '../../../ops/attention.js';
 import { registerKernel } from '../../../tensor/engine.js';
+import type { AttentionLayout } from '../../../tensor/kernels.js';
+import { attentionShape, headsFirst } from '../../../tensor/layout.js';
 import type { Tensor } from '../../../tensor/tensor.js';
 import type { CudaBackend, CudaStorage } from '../backend.js';
 import { sdpaFor, sdpaSupports } from '../sdpa.js';
@@ -55,11 +61,12 @@ function sharedBytes(c: Config, kernel: 'fwd' | 'dq' | 'dkdv'): number {
 
 interface Dims { B: number; H: number; Hkv: number; T: number; S: number; D: number }
 
-function dims(q: Tensor, k: Tensor, v: Tensor, kernel: string): Dims {
-  const [B, H, T, D] = q.shape as [number, number, number, number];
-  const [Bk, Hkv, S, Dk] = k.shape as [number, number, number, number];
+function dims(q: Tensor, k: Tensor, v: Tensor, layout: AttentionLayout, kernel: string): Dims {
+  const [B, H, T, D] = headsFirst(q.shape, layout);
+  const [Bk, Hkv, S, Dk] = headsFirst(k.shape, layout);
   if (q.ndim !== 4 || k.ndim !== 4 || k.shape.join(',') !== v.shape.join(',') || Bk !== B || Dk !== D || Hkv < 1 || H % Hkv !== 0) {
-    throw new Error(`${kernel}: expected q [B, H, T, D], k = v [B, Hkv, S, D] with H a multiple of Hkv, got [${q.shape}], [${k.shape}], [${v.shape}]`);
+    const want = layout === 'bshd' ? 'q [B, T, H, D], k = v [B, S, Hkv, D]' : 'q [B, H, T, D], k = v [B, Hkv, S, D]';
+    throw new Error(`${kernel}: expected ${want} with H a multiple of Hkv, got [${q.shape}], [${k.shape}], [${v.shape}]`);
   }
   if (q.dtype !== k.dtype || q.dtype !== v.dtype) throw new Error(`${kernel}: dtypes differ (${q.dtype}, ${k.dtype}, ${v.dtype})`);
   if (D > 256) throw new Error(`${kernel} on CUDA supports head dims up to 256, got ${D}`);
@@ -81,16 +88,16 @@ function useCudnn(x: Tensor, d: Dims, causal: boolean, window: number, alibi: bo
   return cudnnEnabled && sdpaSupports(x.dtype, causal, window, alibi, d.T, d.S, d.D);
 }
 
-registerKernel('attention', 'cuda', ([q, k, v], { scale, causal, window, alibi }, backend) => {
+registerKernel('attention', 'cuda', ([q, k, v], { scale, causal, window, alibi, layout = 'bhsd' }, backend) => {
   const be = cuda(backend);
-  const d = dims(q!, k!, v!, 'attention');
+  const d = dims(q!, k!, v!, layout, 'attention');
   const t = floatSuffix(q!.dtype, 'attention');
-  const o = out([d.B, d.H, d.T, d.D], q!.dtype, be); // (B, H, T, D)
+  const o = out(attentionShape(d.B, d.H, d.T, d.D, layout), q!.dtype, be); // (B, H, T, D) or (B, T, H, D)
   const lse = out([d.B, d.H, d.T], 'f32', be); // (B, H, T)
   if (o.numel === 0) return [o, lse];
   if (useCudnn(q!, d, causal, window, alibi)) {
     const sdpa = sdpaFor(be);
-    const shape = { B: d.B, H: d.H, Hkv: d.Hkv, S: d.S, D: d.D };
+    const shape = { B: d.B, H: d.H, Hkv: d.Hkv, S: d.S, D: d.D, layout };
     if (sdpa?.forward(shape, scale, { q: ptr(q!), k: ptr(k!), v: ptr(v!), o: ptr(o), lse: ptr(lse) })) {
       paths.cudnnForward++;
       return [o, lse];
@@ -98,33 +105,33 @@ registerKernel('attention', 'cuda', ([q, k, v], { scale, causal, window, alibi }
   }
   const c = config(d.D);
   const defines = { HEAD_DIM: c.D, ROWS: c.ROWS };
-  const kern = be.kernel('attention.cu', `attn_fwd_${t}`, 'ppppppiiiiiif', defines);
+  const kern = be.kernel('attention.cu', `attn_fwd_${t}`, 'ppppppiiiiiifi', defines);
   const shared = sharedBytes(c, 'fwd');
   kern.allowSharedMemory(shared, be.device.maxSharedPerBlock);
   kern.launchShared(Math.ceil(d.T / c.BQ), d.B * d.H, 128, 1, shared, [
     ptr(q!), ptr(k!), ptr(v!), ptr(o), ptr(lse), alibi ? slopes(be, d.H) : 0,
-    d.H, d.Hkv, d.T, d.S, causal ? 1 : 0, window, scale,
+    d.H, d.Hkv, d.T, d.S, causal ? 1 : 0, window, scale, layout === 'bshd' ? 1 : 0,
   ]);
   paths.fallbackForward++;
   return [o, lse];
 });
 
-registerKernel('attentionBackward', 'cuda', ([q, k, v, o, lse, dO], { scale, causal, window, alibi }, backend) => {
+registerKernel('attentionBackward', 'cuda', ([q, k, v, o, lse, dO], { scale, causal, window, alibi, layout = 'bhsd' }, backend) => {
   const be = cuda(backend);
-  const d = dims(q!, k!, v!, 'attentionBackward');
-  for (const [name, x, shape] of [['o', o!, q!.shape], ['dO', dO!, q!.shape], ['lse', lse!, q!.shape.slice(0, 3)]] as const) {
+  const d = dims(q!, k!, v!, layout, 'attentionBackward');
+  for (const [name, x, shape] of [['o', o!, q!.shape], ['dO', dO!, q!.shape], ['lse', lse!, [d.B, d.H, d.T]]] as const) {
     if (x.shape.join(',') !== shape.join(',')) throw new Error(`attentionBackward: ${name} has shape [${x.shape}], expected [${shape}]`);
   }
   if (o!.dtype !== q!.dtype || dO!.dtype !== q!.dtype) throw new Error(`attentionBackward: o and dO must be ${q!.dtype}`);
   if (lse!.dtype !== 'f32') throw new Error(`attentionBackward on CUDA: lse must be f32, got ${lse!.dtype}`);
   const t = floatSuffix(q!.dtype, 'attentionBackward');
-  const dq = out(q!.shape, q!.dtype, be); // (B, H, T, D)
-  const dk = out(k!.shape, k!.dtype, be); // (B, Hkv, S, D)
-  const dv = out(v!.shape, v!.dtype, be); // (B, Hkv, S, D)
+  const dq = out(q!.shape, q!.dtype, be); // q's layout
+  const dk = out(k!.shape, k!.dtype, be); // k's layout
+  const dv = out(v!.shape, v!.dtype, be);
   if (dq.numel === 0 && dk.numel === 0) return [dq, dk, dv];
   if (useCudnn(q!, d, causal, window, alibi)) {
     const sdpa = sdpaFor(be);
-    const shape = { B: d.B, H: d.H, Hkv: d.Hkv, S: d.S, D: d.D };
+    const shape = { B: d.B, H: d.H, Hkv: d.Hkv, S: d.S, D: d.D, layout };
     const args = { q: ptr(q!), k: ptr(k!), v: ptr(v!), o: ptr(o!), lse: ptr(lse!), dO: ptr(dO!), dq: ptr(dq), dk: ptr(dk), dv: ptr(dv) };
     if (sdpa?.backward(shape, scale, args)) {
       paths.cudnnBackward++;
@@ -136,17 +143,19 @@ registerKernel('attentionBackward', 'cuda', ([q, k, v, o, lse, dO], { scale, cau
   const rows = d.B * d.H * d.T;
   const delta = be.scratch(Math.max(4, rows * 4)); // (B, H, T) f32
   const slopePtr = alibi ? slopes(be, d.H) : 0;
-  const common = [d.H, d.Hkv, d.T, d.S, causal ? 1 : 0, window, scale];
+  const bshd = layout === 'bshd' ? 1 : 0;
+  const common = [d.H, d.Hkv, d.T, d.S, causal ? 1 : 0, window, scale, bshd];
   if (rows > 0) {
-    be.kernel('attention.cu', `attn_bwd_delta_${t}`, 'pppl', defines).launch(be.grid(rows * 32), 256, ptr(o!), ptr(dO!), delta.ptr, rows);
-    const kq = be.kernel('attention.cu', `attn_bwd_dq_${t}`, 'ppppppppiiiiiif', defines);
+    be.kernel('attention.cu', `attn_bwd_delta_${t}`, 'pppliii', defines)
+      .launch(be.grid(rows * 32), 256, ptr(o!), ptr(dO!), delta.ptr, rows, d.H, d.T, bshd);
+    const kq = be.kernel('attention.cu', `attn_bwd_dq_${t}`, 'ppppppppiiiiiifi', defines);
     const sq = sharedBytes(c, 'dq');
     kq.allowSharedMemory(sq, be.device.maxSharedPerBlock);
     kq.launchShared(Math.ceil(d.T / c.BQ), d.B * d.H, 128, 1, sq, [
       ptr(q!), ptr(k!), ptr(v!), ptr(dO!), ptr(lse!), delta.ptr, ptr(dq), slopePtr, ...common,
     ]);
   }
-  const kkv = be.kernel('attention.cu', `attn_bwd_dkdv_${t}`, 'pppppppppiiiiiif', defines);
+  const kkv = be.kernel('attention.cu', `attn_bwd_dkdv_${t}`, 'pppppppppiiiiiifi', defines);
   const skv = sharedBytes(c, 'dkdv');
   kkv.allowSharedMemory(skv, be.device.maxSharedPerBlock);
   kkv.launchShared(Math.ceil(d.S / c.BQ), d.B * d.Hkv, 128, 1, skv, [

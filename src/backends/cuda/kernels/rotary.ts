@@ -1,6 +1,7 @@
-// CUDA kernel: rotary position embedding, rotate-half, forward and inverse (rotary.cu). The cos/sin
-// table is ops/attention.ts's rotaryTable (the CPU uses the same), uploaded as f32 and kept per
-// (T, rotaryDims, base, offset) in a small per-backend cache.
+// CUDA kernel: rotary position embedding, rotate-half, forward and inverse (rotary.cu), in either
+// attention layout (bhsd x [B, H, T, D] or bshd [B, T, H, D]). The cos/sin table is ops/attention.ts's
+// rotaryTable (the CPU uses the same), uploaded as f32 and kept per (T, rotaryDims, base, offset) in
+// a small per-backend cache.
 
 import { rotaryTable } from '../../../ops/attention.js';
 import { registerKernel } from '../../../tensor/engine.js';
@@ -32,11 +33,14 @@ function table(be: CudaBackend, T: number, rotaryDims: number, base: number, off
   return entry;
 }
 
-registerKernel('rotary', 'cuda', ([x], { rotaryDims, base, offset, inverse }, backend) => {
+registerKernel('rotary', 'cuda', ([x], { rotaryDims, base, offset, inverse, layout }, backend) => {
   const be = cuda(backend);
   const t = floatSuffix(x!.dtype, 'rotary');
+  if (x!.ndim !== 4) throw new Error(`rotary: expected a 4-D x, got [${x!.shape}]`);
+  const bshd = layout === 'bshd';
   const D = x!.dim(-1);
-  const T = x!.dim(-2);
+  const T = x!.dim(bshd ? 1 : 2);
+  const inner = bshd ? x!.dim(2) : 1; // rows between consecutive positions
   if (rotaryDims % 2 !== 0 || rotaryDims > D) throw new Error(`rotary: rotaryDims ${rotaryDims} must be even and ≤ head dim ${D}`);
   const y = out(x!.shape, x!.dtype, be);
   const n = x!.numel;
@@ -46,7 +50,7 @@ registerKernel('rotary', 'cuda', ([x], { rotaryDims, base, offset, inverse }, ba
     return [y];
   }
   const tab = table(be, T, rotaryDims, base, offset);
-  be.kernel('rotary.cu', `rotary_${t}`, 'ppppllllf')
-    .launch(be.grid(n), 256, ptr(x!), ptr(y), tab.cos.ptr, tab.sin.ptr, n, T, D, rotaryDims, inverse ? -1 : 1);
+  be.kernel('rotary.cu', `rotary_${t}`, 'pppplllllf')
+    .launch(be.grid(n), 256, ptr(x!), ptr(y), tab.cos.ptr, tab.sin.ptr, n, T, inner, D, rotaryDims, inverse ? -1 : 1);
   return [y];
 });
