@@ -2,8 +2,8 @@
 
 import * as ops from '../ops/index.js';
 import type { Backend } from '../tensor/backend.js';
-import type { DType } from '../tensor/dtype.js';
-import { tensor } from '../tensor/engine.js';
+import { type DType, hostArray } from '../tensor/dtype.js';
+import { tensor, zeros } from '../tensor/engine.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { Module, parameter } from './module.js';
 
@@ -25,13 +25,19 @@ export interface ParamFactory {
   backend: Backend;
   dtype: DType;
   precision: ComputePrecision;
-  /** Initial values for a [rows, cols] weight by the named role. */
-  weight(rows: number, cols: number, role: 'input' | 'output'): Float32Array;
+  /** A new [rows, cols] tensor (on `backend`, in `dtype`) holding a weight's initial values by the named role. */
+  weight(rows: number, cols: number, role: 'input' | 'output'): Tensor;
 }
 
+/**
+ * A parameter filled with `value`: zeros straight from the backend (a memset on CUDA), else one
+ * host array of the dtype's own type, uploaded as is (bf16/f16 take f32 numbers, which tensor() rounds).
+ */
 function constant(shape: number[], value: number, f: ParamFactory): Tensor {
+  if (value === 0) return parameter(zeros(shape, f.dtype, f.backend));
   const n = shape.reduce((a, b) => a * b, 1);
-  return parameter(tensor(new Float64Array(n).fill(value), shape, f.dtype, f.backend));
+  const host = f.dtype === 'bf16' || f.dtype === 'f16' ? new Float32Array(n).fill(value) : hostArray(f.dtype, n).fill(value);
+  return parameter(tensor(host, shape, f.dtype, f.backend));
 }
 
 /** nn.Linear: weight [out, in], optional bias [out]. */
@@ -42,7 +48,7 @@ export class Linear extends Module {
   constructor(inFeatures: number, outFeatures: number, f: ParamFactory, opts: { bias: boolean; init: 'input' | 'output' }) {
     super();
     this.precision = f.precision;
-    this.weight = parameter(tensor(f.weight(outFeatures, inFeatures, opts.init), [outFeatures, inFeatures], f.dtype, f.backend));
+    this.weight = parameter(f.weight(outFeatures, inFeatures, opts.init));
     this.bias = opts.bias ? constant([outFeatures], 0, f) : null;
   }
   forward(x: Tensor): Tensor {
@@ -57,7 +63,7 @@ export class Embedding extends Module {
   constructor(num: number, dim: number, f: ParamFactory) {
     super();
     this.precision = f.precision;
-    this.weight = parameter(tensor(f.weight(num, dim, 'input'), [num, dim], f.dtype, f.backend));
+    this.weight = parameter(f.weight(num, dim, 'input'));
   }
   forward(ids: Tensor): Tensor {
     return ops.embedding(ids, atCompute(this.weight, this.precision));

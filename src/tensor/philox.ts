@@ -8,6 +8,9 @@
 //   blockOf(position)                          block counter (lo, hi) and word index of a position
 //   uniform(seed, offset, n)                   f32 in [0, 1) for positions offset .. offset+n-1
 //   normal(seed, offset, n)                    standard normals by Box–Muller over those uniforms
+//   sample / withSample(seed, offset, n, dist) a Distribution's values (owned / lent to a callback)
+//   sampleInto(seed, offset, dist, out, s, e)  elements s .. e-1 of a draw, written into `out`
+//   setBulkSampler(fn, minValues)              the hook that fills large draws on several threads
 //   dropoutThreshold(p)                        the integer test a dropout mask uses
 //   seedWords(seed), PHILOX_MAX_SEED           how a JS number seed becomes the key
 //
@@ -54,13 +57,17 @@ export const PHILOX_MAX_SEED = Number.MAX_SAFE_INTEGER;
 
 const TWO32 = 4294967296;
 
+const TWO_POW_M32 = 2 ** -32;
+
 /**
  * High 32 bits of the 64-bit product of two u32 values, exact. `lo` is the exact low word (from
  * Math.imul). The double product a·b is within 2^10 of the true product, and subtracting lo adds at
- * most 2^10 more rounding error, so (a·b − lo) · 2^-32 lies within 2^-21 of the integer high word.
+ * most 2^10 more rounding error, so v = (a·b − lo) · 2^-32 lies within 2^-21 of the integer high
+ * word h ∈ [0, 2^32 − 1]. Then v + 0.5 lies in (h, h + 1), and `>>> 0` truncates it to h: the same
+ * integer as Math.round(v), about 1.5× faster over a whole Philox block.
  */
 function mulhi(a: number, b: number, lo: number): number {
-  return Math.round((a * b - lo) * 2 ** -32) >>> 0;
+  return ((a * b - lo) * TWO_POW_M32 + 0.5) >>> 0;
 }
 
 /**
@@ -137,26 +144,158 @@ export function uniformWord(seed: number, position: number): number {
 
 /** Uniform f32 values in [0, 1): element i is (u(offset + i) >>> 8) · 2^-24 (see the file header). */
 export function uniform(seed: number, offset: number, n: number): Float32Array {
-  const words = new Uint32Array(n);
-  fillWords(seed, offset, n, words);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = (words[i]! >>> 8) * 2 ** -24;
-  return out;
+  return sample(seed, offset, n, UNIFORM);
 }
 
 /** Standard normal f32 values by Box–Muller over pairs of uniforms (see the file header). */
 export function normal(seed: number, offset: number, n: number): Float32Array {
-  const m = n + (n & 1);
-  const u = uniform(seed, offset, m);
-  const out = new Float32Array(m);
-  const twoPi = 2 * Math.PI;
-  for (let k = 0; k < m; k += 2) {
-    const r = Math.sqrt(-2 * Math.log(1 - u[k]!));
-    const t = twoPi * u[k + 1]!;
-    out[k] = r * Math.cos(t);
-    out[k + 1] = r * Math.sin(t);
+  return sample(seed, offset, n, NORMAL);
+}
+
+// ---- Draws: serial ranges, bulk fills, lent results ---------------------------------------------
+//
+// A draw of n values of a Distribution from (seed, offset) is defined element by element:
+//   uniform            U(offset + i)                                      (= uniform())
+//   uniform_symmetric  (2 · U(offset + i) − 1) · bound in f64, rounded once to f32: U(−bound, bound)
+//   normal             f32(Box–Muller element i) · std in f64, rounded again to f32 (std = 1: normal())
+// These are exactly the values (and roundings) of generating uniform()/normal() and then scaling the
+// f32 array in place, as GPT-NeoX's init methods do (src/nn/init.ts), fused into one pass.
+//
+// Element i depends only on offset + i (a normal on its pair offset + 2⌊i/2⌋, +1), never on n or
+// on where a computation starts, so any split of [0, n) into ranges (sampleInto) gives bitwise the
+// same array: that is what lets a bulk sampler fill a large draw on several threads.
+//
+// The bulk sampler is a hook (setBulkSampler), not an import: the tensor layer sits below the
+// backends (src/backends/cpu imports src/tensor: the engine, and this file for dropout), so importing
+// the CPU worker pool here would make an import cycle and would tie host-side initialisation
+// (src/nn/init.ts, backend-independent) to one backend. The CPU backend registers its pool's
+// sampler when it loads (src/backends/cpu/sample.ts); without one, or for draws below `minValues`
+// (1M by default: smaller ones are not worth a round trip to the workers), everything runs
+// serially on this thread, through the same sampleInto the workers run.
+//
+// A bulk sampler writes into a SharedArrayBuffer (the only memory worker threads can share). One
+// buffer is kept and reused for every bulk draw (growing to the largest), because V8 (Node 20) does
+// not count SharedArrayBuffers towards its GC heuristics: fresh ones per parameter would stay
+// allocated until an unrelated full GC (in every worker that saw them), many GB for a 1B model.
+// So withSample *lends* large draws to a callback (a tensor upload copies them out), and sample()
+// returns an owned copy. The kept buffer costs host memory equal to the largest draw.
+
+/** What a draw's elements are (see above). */
+export type Distribution =
+  | { kind: 'uniform' }
+  | { kind: 'uniform_symmetric'; bound: number }
+  | { kind: 'normal'; std: number };
+
+const UNIFORM: Distribution = { kind: 'uniform' };
+const NORMAL: Distribution = { kind: 'normal', std: 1 };
+const TWO_POW_M24 = 2 ** -24;
+/** Words generated per pass of sampleInto (even, so normals' pairs never straddle passes). */
+const TILE = 2048;
+const tileWords = new Uint32Array(TILE);
+
+/**
+ * Writes elements start .. end − 1 of the draw of `dist` from (seed, offset) into out[start .. end − 1],
+ * and returns `out`. Any start and end (a range starting at an odd index recomputes its first pair).
+ * Positions are not validated beyond what fillWords checks: callers check the whole draw first.
+ */
+export function sampleInto(seed: number, offset: number, dist: Distribution, out: Float32Array, start = 0, end = out.length): Float32Array {
+  if (!(end > start)) return out;
+  const words = tileWords;
+  if (dist.kind === 'normal') {
+    const std = dist.std;
+    const twoPi = 2 * Math.PI;
+    const first = start - (start % 2);
+    for (let s = first; s < end; s += TILE) {
+      const len = Math.min(TILE, end - s + ((end - s) % 2)); // even: whole pairs
+      fillWords(seed, offset + s, len, words);
+      for (let k = 0; k < len; k += 2) {
+        const a = (words[k]! >>> 8) * TWO_POW_M24;
+        const b = (words[k + 1]! >>> 8) * TWO_POW_M24;
+        const r = Math.sqrt(-2 * Math.log(1 - a));
+        const t = twoPi * b;
+        const i = s + k;
+        if (i >= start) out[i] = Math.fround(r * Math.cos(t)) * std;
+        if (i + 1 < end) out[i + 1] = Math.fround(r * Math.sin(t)) * std;
+      }
+    }
+    return out;
   }
-  return m === n ? out : out.subarray(0, n).slice();
+  const symmetric = dist.kind === 'uniform_symmetric';
+  const bound = symmetric ? dist.bound : 1;
+  for (let s = start; s < end; s += TILE) {
+    const len = Math.min(TILE, end - s);
+    fillWords(seed, offset + s, len, words);
+    if (symmetric) for (let k = 0; k < len; k++) out[s + k] = (2 * ((words[k]! >>> 8) * TWO_POW_M24) - 1) * bound;
+    else for (let k = 0; k < len; k++) out[s + k] = (words[k]! >>> 8) * TWO_POW_M24;
+  }
+  return out;
+}
+
+/** Throws unless a draw of n values from (seed, offset) lies within the stream. */
+function checkDraw(seed: number, offset: number, n: number, dist: Distribution): void {
+  if (!Number.isInteger(n) || n < 0) throw new Error(`philox: count must be a non-negative integer, got ${n}`);
+  if (n === 0) return;
+  seedWords(seed);
+  checkIndex('offset', offset);
+  // A normal draw consumes whole pairs: 2⌈n/2⌉ positions.
+  checkIndex('offset + n - 1', offset + (dist.kind === 'normal' ? n + (n % 2) : n) - 1);
+}
+
+/**
+ * Fills out[0 .. out.length − 1] with the draw of `dist` from (seed, offset), exactly as
+ * sampleInto(seed, offset, dist, out) would; `out` is SharedArrayBuffer-backed. Runs synchronously.
+ */
+export type BulkSampler = (seed: number, offset: number, dist: Distribution, out: Float32Array) => void;
+
+/** Draws smaller than this stay on the calling thread by default. */
+export const BULK_MIN_VALUES = 1 << 20;
+
+let bulkSampler: BulkSampler | null = null;
+let bulkMin = BULK_MIN_VALUES;
+/** The reused buffer of bulk draws (see above), and whether a withSample callback holds it. */
+let lendBuffer: SharedArrayBuffer | null = null;
+let lent = false;
+
+/**
+ * Registers the sampler that fills draws of at least `minValues` values (null: every draw serial).
+ * Returns the previous one. The CPU backend registers its worker pool's at load.
+ */
+export function setBulkSampler(fn: BulkSampler | null, minValues = BULK_MIN_VALUES): BulkSampler | null {
+  if (!Number.isInteger(minValues) || minValues < 1) throw new Error(`setBulkSampler: minValues must be a positive integer, got ${minValues}`);
+  const prev = bulkSampler;
+  bulkSampler = fn;
+  bulkMin = minValues;
+  return prev;
+}
+
+/**
+ * Calls `use` with the n values of the draw of `dist` from (seed, offset) and returns its result.
+ * `isLent` says the array is lent: it lives in a buffer reused by the next draw, so `use` must copy
+ * out what it keeps (a tensor upload does) and not hold on to the array. Otherwise it is the caller's.
+ */
+export function withSample<T>(seed: number, offset: number, n: number, dist: Distribution, use: (values: Float32Array, isLent: boolean) => T): T {
+  checkDraw(seed, offset, n, dist);
+  if (bulkSampler === null || n < bulkMin) return use(sampleInto(seed, offset, dist, new Float32Array(n)), false);
+  if (lent) {
+    // Nested inside another lent draw (not done by this codebase): a buffer of its own.
+    const out = new Float32Array(new SharedArrayBuffer(4 * n));
+    bulkSampler(seed, offset, dist, out);
+    return use(out, false);
+  }
+  if (lendBuffer === null || lendBuffer.byteLength < 4 * n) lendBuffer = new SharedArrayBuffer(4 * n);
+  const out = new Float32Array(lendBuffer, 0, n);
+  bulkSampler(seed, offset, dist, out);
+  lent = true;
+  try {
+    return use(out, true);
+  } finally {
+    lent = false;
+  }
+}
+
+/** The n values of the draw of `dist` from (seed, offset), in a new array owned by the caller. */
+export function sample(seed: number, offset: number, n: number, dist: Distribution): Float32Array {
+  return withSample(seed, offset, n, dist, (v, isLent) => (isLent ? v.slice() : v));
 }
 
 /** Dropout keeps position j iff (u(j) >>> 8) ≥ this; p ≥ 1 drops everything. */

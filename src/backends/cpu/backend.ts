@@ -52,25 +52,30 @@ export class CpuBackend implements Backend {
   }
 
   zeros(dtype: DType, numel: number): CpuStorage {
+    return this.take(dtype, numel, true);
+  }
+
+  upload(data: HostArray, dtype: DType): CpuStorage {
+    const s = this.take(dtype, data.length, false); // every element is overwritten: no zero-fill of a reused buffer
+    s.data.set(data);
+    return s;
+  }
+
+  /** A storage for numel elements: a cached buffer of that size (zero-filled if `zero`), else a fresh (zero) one. */
+  private take(dtype: DType, numel: number, zero: boolean): CpuStorage {
     const bytes = numel * ITEM_SIZE[dtype];
     const reuse = this.cache.get(bytes)?.pop();
     let data: HostArray;
     if (reuse) {
       this.cachedBytes -= bytes;
       data = view(dtype, reuse);
-      data.fill(0);
+      if (zero) data.fill(0);
     } else {
       data = allocArray(dtype, numel);
     }
     const s = new CpuStorage(data);
     this.allocated += s.bytes;
     if (this.allocated > this.peak) this.peak = this.allocated;
-    return s;
-  }
-
-  upload(data: HostArray, dtype: DType): CpuStorage {
-    const s = this.zeros(dtype, data.length);
-    s.data.set(data);
     return s;
   }
 
@@ -116,6 +121,10 @@ export class CpuBackend implements Backend {
 
   memoryStats(): MemoryStats {
     return { allocated: this.allocated, reserved: this.allocated + this.cachedBytes, peak: this.peak };
+  }
+
+  resetPeakMemory(): void {
+    this.peak = this.allocated;
   }
 }
 

@@ -4,14 +4,15 @@
 // rows, columns or (batch, head) pairs) and writes only their outputs, so any split of [0, n) gives
 // bitwise the same result as one call over all of it. pool.ts runs them (parallelFor) on the main
 // thread and in its workers (pool_worker.ts), which import this module: it must import nothing
-// with side effects (only gemm.js and types), and args hold only numbers, strings, plain arrays
-// and typed arrays (SharedArrayBuffer-backed when they go to a worker).
+// with side effects (only gemm.js, tensor/philox.js and types), and args hold only numbers,
+// strings, plain arrays and typed arrays (SharedArrayBuffer-backed when they go to a worker).
 //
 // Reductions stay deterministic: parameter gradients (layerNorm's dw, db) and sumRows are split by
 // columns, each column summed over all rows in order, exactly as one thread would.
 
 import type { ActivationKind } from '../../tensor/kernels.js';
 import type { FloatArray, HostArray } from '../../tensor/dtype.js';
+import { type Distribution, sampleInto } from '../../tensor/philox.js';
 import { type GemmArgs, gemmRows } from './gemm.js';
 
 type Floats = Float32Array | Float64Array;
@@ -566,6 +567,24 @@ function permuteTask(a: { X: HostArray; Y: HostArray; dims: number[]; strides: n
 }
 
 // ---------------------------------------------------------------------------------------------
+// Philox draws (random init): tensor/philox.ts's sampleInto over chunks of `chunk` elements.
+// Unlike the other tasks it ignores its [start, end): every call claims chunks from the shared
+// counter `next` until none are left, so the calls together fill each chunk exactly once however
+// parallelFor split [0, chunks), and a thread slowed by other load simply claims fewer. Each
+// element depends only on its stream position, so the bits do not depend on who computed what.
+
+function philoxSampleTask(a: {
+  out: Float32Array; seed: number; offset: number; kind: Distribution['kind']; param: number; chunk: number; chunks: number; next: Int32Array;
+}): void {
+  const dist: Distribution = a.kind === 'normal' ? { kind: 'normal', std: a.param }
+    : a.kind === 'uniform_symmetric' ? { kind: 'uniform_symmetric', bound: a.param } : { kind: 'uniform' };
+  const n = a.out.length;
+  for (let c = Atomics.add(a.next, 0, 1); c < a.chunks; c = Atomics.add(a.next, 0, 1)) {
+    sampleInto(a.seed, a.offset, dist, a.out, c * a.chunk, Math.min((c + 1) * a.chunk, n));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 
 /** The task table, by name (workers resolve the names they are sent here). */
 export const TASKS: Record<string, Task> = {
@@ -583,6 +602,7 @@ export const TASKS: Record<string, Task> = {
   binary: binaryTask,
   sumRows: sumRowsTask,
   permute: permuteTask,
+  philoxSample: philoxSampleTask,
   // for tests: mark each index once; throw
   testMark: (a: { out: Int32Array }, i0: number, i1: number) => { for (let i = i0; i < i1; i++) a.out[i] = a.out[i]! + 1; },
   testThrow: (_a: unknown, i0: number) => { if (i0 > 0) throw new Error('testThrow: failed in a worker'); },
