@@ -4,8 +4,10 @@
 // one rank (stages 1 and 2, several buckets): every parameter 256-byte aligned in the flat buffer,
 // the parameters bit for bit those of AdamW on the same device without clipping and to rounding
 // with it, fullState equal to AdamW's state; through an in-process one-rank group (device copies:
-// the flat-buffer update alone) and through a one-rank NCCL communicator (when NCCL loads). CPU
-// ranks: tests/zero.test.ts. Without a GPU every test reports `skipped: no CUDA device`.
+// the flat-buffer update alone) and through a one-rank NCCL communicator (when NCCL loads), also
+// reduce-scattered during backward (beginBackward/finish; through NCCL with enough buckets that
+// the oldest in flight are retired by Work.streamWait() during backward). CPU ranks:
+// tests/zero.test.ts, tests/zero_overlap.test.ts. Without a GPU every test reports `skipped: no CUDA device`.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { type CudaBackend, ptr } from '../src/backends/cuda/backend.js';
@@ -95,7 +97,7 @@ const groupsOf = (ps: Tensor[]): ParamGroup[] => [
   { params: [ps[0]!, ps[3]!], weightDecay: 0.1 }, { params: [ps[1]!, ps[2]!, ps[4]!, ps[5]!], weightDecay: 0 },
 ];
 
-function microBackward(ps: Tensor[], s: number, m: number, gas: number): void {
+function microBackward(ps: Tensor[], s: number, m: number, gas: number, onGradReady?: (leaf: Tensor) => void): void {
   scope(() => {
     let loss: Tensor | null = null;
     ps.forEach((p, i) => {
@@ -105,26 +107,34 @@ function microBackward(ps: Tensor[], s: number, m: number, gas: number): void {
       const term = ops.add(ops.sum(ops.mul(ops.mul(p, p), x)), ops.sum(ops.mul(p, y)));
       loss = loss ? ops.add(loss, term) : term;
     });
-    backward(loss!, gas === 1 ? undefined : ops.fill([], 1 / gas, 'f32', p0(ps).backend));
+    backward(loss!, gas === 1 ? undefined : ops.fill([], 1 / gas, 'f32', p0(ps).backend), { onGradReady });
   });
 }
 const p0 = (ps: Tensor[]) => ps[0]!;
 const flat = (ps: Tensor[]) => Float32Array.from(ps.flatMap((p) => Array.from(p.toFloat32())));
 
-/** ZeRO (stage, several buckets) against AdamW on the same device, 3 steps of 2 micro-batches. */
-async function compareWithAdamW(be: CudaBackend, group: ProcessGroup, stage: ZeroStage, maxNorm: number): Promise<void> {
+/**
+ * ZeRO (stage, several buckets) against AdamW on the same device, 3 steps of 2 micro-batches;
+ * `overlap`: reduced during backward (stage 2 every micro-batch, stage 1 the last), in more buckets.
+ */
+async function compareWithAdamW(be: CudaBackend, group: ProcessGroup, stage: ZeroStage, maxNorm: number, overlap = false): Promise<void> {
   const ref = makeParams(be);
   const adam = new AdamW(groupsOf(ref), { betas: [0.9, 0.95], eps: 1e-8 });
   const ps = makeParams(be);
-  const z = new ZeroOptimizer(group, groupsOf(ps), { betas: [0.9, 0.95], eps: 1e-8, stage, bucketElements: 1200 });
+  const z = new ZeroOptimizer(group, groupsOf(ps), { betas: [0.9, 0.95], eps: 1e-8, stage, bucketElements: overlap ? 128 : 1200 });
   assert.ok(z.layout.buckets.length >= 2, `${z.layout.buckets.length} buckets`);
   for (const p of ps) assert.equal(ptr(p) % 256, 0, `${p} is not 256-byte aligned in the flat buffer`);
   for (let s = 0; s < 3; s++) {
     const lr = 0.01 / (1 + s);
     for (let m = 0; m < 2; m++) {
       microBackward(ref, s, m, 2);
-      microBackward(ps, s, m, 2);
-      await z.reduceGradients();
+      if (overlap && (stage === 2 || m === 1)) {
+        microBackward(ps, s, m, 2, z.beginBackward());
+        await z.finish();
+      } else {
+        microBackward(ps, s, m, 2);
+        await z.reduceGradients();
+      }
     }
     const { norm: refNorm, scale } = gradNormAndClip(ref, maxNorm);
     noGrad(() => adam.update(lr, scale));
@@ -133,7 +143,7 @@ async function compareWithAdamW(be: CudaBackend, group: ProcessGroup, stage: Zer
     z.zeroGrad();
     assertClose([norm], [refNorm], { rtol: 1e-5, atol: 0 }, `stage ${stage} norm, step ${s + 1}`);
   }
-  const what = `stage ${stage}, maxNorm ${maxNorm}`;
+  const what = `stage ${stage}, maxNorm ${maxNorm}${overlap ? ', during backward' : ''}`;
   // One rank: stage 1 and stage 2 (one reduce per micro-batch, each a copy) sum as AdamW's .grad does.
   if (maxNorm <= 0) assert.deepEqual(flat(ps), flat(ref), `${what}: parameters differ from AdamW's`);
   else assertClose(flat(ps), flat(ref), { rtol: 1e-5, atol: 1e-6 }, what);
@@ -149,9 +159,11 @@ async function compareWithAdamW(be: CudaBackend, group: ProcessGroup, stage: Zer
   for (const p of [...ps, ...ref]) p.dispose();
 }
 
-test('CUDA ZeRO on one rank (device copies for collectives): stages 1 and 2 = AdamW, aligned flat buffers', { skip: noGpu }, async () => {
+test('CUDA ZeRO on one rank (device copies for collectives): stages 1 and 2 = AdamW (also reduced during backward), aligned flat buffers', { skip: noGpu }, async () => {
   for (const stage of [1, 2] as const) {
-    for (const maxNorm of [0, 1.0]) await compareWithAdamW(gpu!, new OneRank(), stage, maxNorm);
+    for (const maxNorm of [0, 1.0]) {
+      for (const overlap of [false, true]) await compareWithAdamW(gpu!, new OneRank(), stage, maxNorm, overlap);
+    }
   }
   // Stage 2 frees the full gradients after each micro-batch: only the shard stays.
   const ps = makeParams(gpu!);
@@ -167,7 +179,7 @@ test('CUDA ZeRO on one rank (device copies for collectives): stages 1 and 2 = Ad
   assert.equal(probe.toFloat32()[0], 0);
 });
 
-test('CUDA ZeRO through a one-rank NCCL group: stages 1 and 2 = AdamW', { skip: noGpu }, async (t) => {
+test('CUDA ZeRO through a one-rank NCCL group: stages 1 and 2 = AdamW, also reduce-scattered during backward', { skip: noGpu }, async (t) => {
   const server = await StoreServer.listen('127.0.0.1', 0);
   const store = await Store.connect('127.0.0.1', server.port, { rank: 0, timeoutMs: 30_000 });
   let group: ProcessGroup | null = null;
@@ -179,7 +191,9 @@ test('CUDA ZeRO through a one-rank NCCL group: stages 1 and 2 = AdamW', { skip: 
       return;
     }
     for (const stage of [1, 2] as const) {
-      for (const maxNorm of [0, 1.0]) await compareWithAdamW(gpu!, group, stage, maxNorm);
+      for (const maxNorm of [0, 1.0]) {
+        for (const overlap of [false, true]) await compareWithAdamW(gpu!, group, stage, maxNorm, overlap);
+      }
     }
   } finally {
     await group?.destroy();

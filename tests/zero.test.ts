@@ -4,9 +4,10 @@
 // with gradient accumulation; stage 2 with one micro-batch per step), to rounding with clipping and
 // for stage 2 with accumulation (its sums go per micro-batch, then over micro-batches), several
 // buckets, padding and a parameter without a gradient on one rank included; memory per rank (1/W of
-// the state, stage 2 also of the gradients; the full gradients freed after each micro-batch); a
-// checkpoint saved at W = 2 resumes at W = 1 (plain AdamW, and ZeRO on one rank) exactly as the
-// uninterrupted run; misuse errors. Views themselves: tests/tensor_views.test.ts; on CUDA:
+// the state, stage 2 also of the gradients; the full gradients freed after each micro-batch); the
+// reduction during backward (beginBackward/finish) bit for bit the one after it (more of it, on
+// GPT-NeoX, with memory: tests/zero_overlap.test.ts); a checkpoint saved at W = 2 resumes at
+// W = 1 (plain AdamW, and ZeRO on one rank) exactly as the uninterrupted run; misuse errors. Views themselves: tests/tensor_views.test.ts; on CUDA:
 // tests/cuda_zero.test.ts.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -62,7 +63,7 @@ interface DataOpts {
 }
 
 /** One micro-batch's backward on rank r (step s, micro-batch m of gas); parameter 2 gets no gradient on rank 1. */
-function microBackward(ps: Tensor[], r: number, s: number, m: number, gas: number, o: DataOpts = {}): void {
+function microBackward(ps: Tensor[], r: number, s: number, m: number, gas: number, o: DataOpts = {}, onGradReady?: (leaf: Tensor) => void): void {
   scope(() => {
     let loss: Tensor | null = null;
     ps.forEach((p, i) => {
@@ -73,7 +74,7 @@ function microBackward(ps: Tensor[], r: number, s: number, m: number, gas: numbe
       const term = ops.add(ops.sum(ops.mul(ops.mul(p, p), x)), ops.sum(ops.mul(p, y)));
       loss = loss ? ops.add(loss, term) : term;
     });
-    backward(loss!, gas === 1 ? undefined : ops.fill([], 1 / gas, 'f32', cpu));
+    backward(loss!, gas === 1 ? undefined : ops.fill([], 1 / gas, 'f32', cpu), { onGradReady });
   });
 }
 
@@ -114,9 +115,14 @@ interface ZeroRun extends RunResult {
   rankParams: Tensor[][];
 }
 
-/** The same steps through ZeroOptimizer (stage 2: reduceGradients after every micro-batch's backward). */
+/**
+ * The same steps through ZeroOptimizer (stage 2: reduceGradients after every micro-batch's backward;
+ * `overlap`: the hook of beginBackward() instead, and finish(), on every micro-batch for stage 2
+ * and on the last for stage 1).
+ */
 async function runZero(gs: ProcessGroup[], stage: ZeroStage, gas: number, maxNorm: number,
-  o: DataOpts & { bucketElements?: number; align?: number; from?: number; steps?: number; init?: (ps: Tensor[], z: ZeroOptimizer, r: number) => void } = {}): Promise<ZeroRun> {
+  o: DataOpts & { bucketElements?: number; align?: number; from?: number; steps?: number; overlap?: boolean;
+    init?: (ps: Tensor[], z: ZeroOptimizer, r: number) => void } = {}): Promise<ZeroRun> {
   const rankParams = gs.map(() => makeParams());
   const zeros = gs.map((g, r) => new ZeroOptimizer(g, groupsOf(rankParams[r]!), { betas: BETAS, eps: EPS, stage, bucketElements: o.bucketElements, align: o.align }));
   if (o.init) zeros.forEach((z, r) => o.init!(rankParams[r]!, z, r));
@@ -125,8 +131,13 @@ async function runZero(gs: ProcessGroup[], stage: ZeroStage, gas: number, maxNor
   for (let s = from; s < from + (o.steps ?? STEPS); s++) {
     const stepNorms = await Promise.all(zeros.map(async (z, r) => {
       for (let m = 0; m < gas; m++) {
-        microBackward(rankParams[r]!, r, s, m, gas, o);
-        await z.reduceGradients();
+        if (o.overlap && (stage === 2 || m === gas - 1)) {
+          microBackward(rankParams[r]!, r, s, m, gas, o, z.beginBackward());
+          await z.finish();
+        } else {
+          microBackward(rankParams[r]!, r, s, m, gas, o);
+          await z.reduceGradients();
+        }
         if (stage === 2) assert.ok(rankParams[r]!.every((p) => p.grad === null), 'stage 2 frees the full gradients after each micro-batch');
       }
       const { norm } = await z.update(lrAt(s), maxNorm);
@@ -167,6 +178,11 @@ test('layout: buckets in reverse parameter order, aligned parameters, equal rank
   assert.equal(al.total, al.buckets.reduce((n, b) => n + b.length, 0));
   assert.equal(al.shardSize * 3, al.total);
   assert.throws(() => zeroLayout([1], 2, { bucketElements: 0 }), /at least 1 element/);
+  // Forward order 2, 0, 1, 3 (buckets filled from its end), classes (weight decay groups) laid out one after another in a bucket.
+  const ordered = zeroLayout([4, 1, 2, 3], 1, { bucketElements: 6, order: [2, 0, 1, 3], classes: [0, 1, 0, 0] });
+  assert.deepEqual(ordered.buckets.map((b) => b.params), [[3, 1], [2, 0]]);
+  assert.deepEqual(ordered.offsets, [2, 9, 0, 6]);
+  assert.throws(() => zeroLayout([1, 1], 1, { order: [0, 0] }), /order must list each of the 2 parameters once/);
 });
 
 test('ZeRO-1 (with accumulation) and ZeRO-2 (one micro-batch) = data-parallel AdamW bit for bit; several buckets, padding; W = 2, 3', async () => {
@@ -185,6 +201,24 @@ test('ZeRO-1 (with accumulation) and ZeRO-2 (one micro-batch) = data-parallel Ad
       }
       // The data-parallel ranks agree with each other too (the reference is sound).
       for (let r = 1; r < W; r++) assertBitwise(dpAcc.params[r]!, dpAcc.params[0]!, `DP rank ${r}`);
+    });
+  }
+});
+
+test('reduce-scattered during backward (beginBackward/finish) = after it, bit for bit: both stages, accumulation, clipping, a parameter without a gradient on one rank; W = 2, 3', async () => {
+  for (const W of [2, 3]) {
+    await withGroups(W, async (gs) => {
+      for (const stage of [1, 2] as const) {
+        for (const gas of [1, 2]) {
+          for (const layout of [{}, { bucketElements: 16, align: 4 }]) {
+            const what = `W=${W} ZeRO-${stage} gas ${gas} ${JSON.stringify(layout)}`;
+            const post = await runZero(gs, stage, gas, 1.0, layout);
+            const hooked = await runZero(gs, stage, gas, 1.0, { ...layout, overlap: true });
+            for (let r = 0; r < W; r++) assertBitwise(hooked.params[r]!, post.params[r]!, `${what} rank ${r}`);
+            assert.deepEqual(hooked.norms, post.norms, what);
+          }
+        }
+      }
     });
   }
 });

@@ -1,9 +1,12 @@
-// ZeRO-2 through the trainer: `neox launch --nproc-per-node 2 train` with zero_optimization.stage 2
-// and gradient accumulation logs its memory per rank, keeps the parameters identical on both ranks
-// and follows the one-process run of the same global batch; its checkpoint (whole moments gathered
-// from the shards) resumes in one process (plain AdamW), which then continues as the uninterrupted
-// one-process run does (within float tolerance: the world size changes the order of the sums).
-// Stage 3 is refused with a clear error. Bit-level checks of the optimizer: tests/zero.test.ts.
+// ZeRO through the trainer: `neox launch --nproc-per-node 2 train` with zero_optimization.stage 2
+// and gradient accumulation (several buckets, reduce-scattered during every micro-batch's backward)
+// logs its memory per rank, keeps the parameters identical on both ranks and follows the
+// one-process run of the same global batch; its checkpoint (whole moments gathered from the shards)
+// resumes in one process (plain AdamW), which then continues as the uninterrupted one-process run
+// does (within float tolerance: the world size changes the order of the sums). Stage 1 (the last
+// micro-batch's buckets reduce-scattered during its backward) follows the one-process run too.
+// Stage 3 is refused with a clear error. Bit-level checks of the optimizer: tests/zero.test.ts,
+// tests/zero_overlap.test.ts.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -56,13 +59,14 @@ function assertNear(actual: number[], expected: number[], what: string): void {
 }
 
 test('ZeRO-2 on 2 CPU ranks (accumulation 2): memory per rank logged, the 1-rank loss curve, and its checkpoint resumes on 1 rank', async () => {
-  const a = setup({ zero_optimization: { stage: 2 } });
+  const a = setup({ zero_optimization: { stage: 2, reduce_bucket_size: 3000 } });
   const save = join(a.dir, 'ckpt');
   // Two ranks stop at iteration 2 of the 4-iteration schedule (lr_decay_iters fixes it) and save.
   const twoFile = join(a.dir, 'two.yml');
   writeFileSync(twoFile, JSON.stringify({ ...JSON.parse(readFileSync(a.file, 'utf8')), train_iters: 2, save, checkpoint_factor: 2 }));
   const out = await launch(['train', twoFile]);
-  assert.match(out, /ZeRO-2: [\d.]+k?B of optimizer state on this rank \(1\/2 of [\d.]+k?B\), [\d.]+k?B of gradients \(a 1\/2 shard\), [\d.]+k?B of f32 parameters/);
+  assert.match(out, /ZeRO-2: [\d.]+k?B of optimizer state on this rank \(1\/2 of [\d.]+k?B\), [\d.]+k?B of gradients \(a 1\/2 shard\), [\d.]+k?B of f32 parameters \(all\); (\d+) buckets reduce-scattered during backward/);
+  assert.ok(Number(/(\d+) buckets reduce-scattered/.exec(out)![1]) >= 5, out);
   assert.match(out, /data parallel: parameters identical on all 2 ranks/);
   const twoRanks = trainLosses(join(a.dir, 'logs'));
   assert.equal(twoRanks.length, 2);
@@ -76,6 +80,15 @@ test('ZeRO-2 on 2 CPU ranks (accumulation 2): memory per rank logged, the 1-rank
   const resumed = await train(loadConfig([a.file], { overrides: { ...one, load: save, save: join(a.dir, 'ckpt1'), checkpoint_factor: 2, log_dir: join(a.dir, 'logs2') } }), quiet);
   assert.equal(resumed.iteration, 4);
   assertNear(resumed.losses, straight.losses.slice(2), 'resumed on 1 rank vs uninterrupted');
+});
+
+test('ZeRO-1 on 2 CPU ranks (accumulation 2, several buckets): the 1-rank loss curve', async () => {
+  const a = setup({ zero_optimization: { stage: 1, reduce_bucket_size: 3000 }, train_iters: 3 });
+  const out = await launch(['train', a.file]);
+  assert.match(out, /ZeRO-1: .* of gradients \(all\), .*; \d+ buckets reduce-scattered during backward/);
+  assert.match(out, /data parallel: parameters identical on all 2 ranks/);
+  const one = await train(loadConfig([a.file], { overrides: { train_micro_batch_size_per_gpu: 2, save: null, log_dir: join(a.dir, 'logs1') } }), quiet);
+  assertNear(trainLosses(join(a.dir, 'logs')), one.losses, '2 ranks with ZeRO-1 vs 1 rank');
 });
 
 test('zero_optimization.stage 3 fails clearly', async () => {

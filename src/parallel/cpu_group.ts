@@ -12,6 +12,11 @@
 //                  it). Traffic per rank 2·(W-1)/W of the data, as a ring.
 //   reduceScatter  the first half; allGather the second; broadcast root → all; barrier: an
 //                  empty message from everyone to everyone.
+// Inputs are read when the operation runs, in issue order, except reduceScatter's: it copies its
+// input when it is issued (unless an operation still pending writes into that memory, then in
+// order), and says so (Work.inputsConsumed), so the caller may free it at once. ZeRO-2 frees
+// each bucket's staging buffer that way during backward, which does not yield to the event loop:
+// the bytes wait in the group's copy, outside the allocator, until the collective runs.
 // Frames: a 16-byte header (u32 channel, u32 seq, u32 op code, u32 byte length, big-endian),
 // then the payload. A channel is (group, collective | point-to-point), FIFO per peer. The seq
 // and op code are checked on receipt, so ranks that call different collectives fail with a
@@ -28,7 +33,7 @@
 import { randomBytes } from 'node:crypto';
 import { type AddressInfo, type Server, type Socket, connect, createServer } from 'node:net';
 import { CpuStorage } from '../backends/cpu/backend.js';
-import { type DType, type HostArray, f32ToBf16, f32ToF16, toF32 } from '../tensor/dtype.js';
+import { type DType, type HostArray, ITEM_SIZE, f32ToBf16, f32ToF16, toF32 } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import {
   type GroupInit, type ProcessGroup, type ReduceOp, type Work, CollectiveError, PromiseWork, chunkBounds,
@@ -268,6 +273,19 @@ function reduceInto(acc: ComputeArray, x: ArrayLike<number>, op: ReduceOp): void
   else for (let i = 0; i < n; i++) acc[i] = Math.min(acc[i]!, x[i]!);
 }
 
+/** Where a CPU tensor's elements lie: its buffer and byte range (null for other tensors). */
+interface ByteRange {
+  buffer: ArrayBufferLike;
+  start: number;
+  end: number;
+}
+
+function byteRange(t: Tensor): ByteRange | null {
+  const s = t.disposed ? null : t.storage;
+  if (!(s instanceof CpuStorage)) return null;
+  return { buffer: s.data.buffer, start: s.data.byteOffset, end: s.data.byteOffset + t.numel * ITEM_SIZE[t.dtype] };
+}
+
 // ---------------------------------------------------------------------------------------------
 // The group
 
@@ -281,6 +299,8 @@ export class CpuProcessGroup implements ProcessGroup {
   private readonly p2pRecv = new Map<number, number>();
   private broken: Error | null = null;
   private nextSubgroup = 1;
+  /** Memory that operations still pending will write (byte ranges of their outputs' buffers). */
+  private readonly writing = new Set<ByteRange>();
 
   constructor(private readonly mesh: Mesh, readonly ranks: readonly number[], private readonly id: number,
     readonly timeoutMs: number, private readonly ownsMesh: boolean) {
@@ -293,7 +313,7 @@ export class CpuProcessGroup implements ProcessGroup {
   }
 
   allReduceCoalesced(ts: Tensor[], op: ReduceOp = 'sum', name: OpName = 'allReduce'): Work {
-    return this.enqueue(name, async (seq) => {
+    return this.enqueue(name, ts, async (seq) => {
       if (ts.length === 0) return;
       const dtype = ts[0]!.dtype;
       for (const t of ts) if (t.dtype !== dtype) throw this.error(name, seq, `mixed dtypes ${dtype} and ${t.dtype} in one coalesced all-reduce`);
@@ -318,19 +338,32 @@ export class CpuProcessGroup implements ProcessGroup {
   }
 
   reduceScatter(output: Tensor, input: Tensor, op: ReduceOp = 'sum'): Work {
-    return this.enqueue('reduceScatter', async (seq) => {
+    // The input is copied now, unless a pending operation still writes into it (then it is read in
+    // issue order): what it holds now is what it will hold when the operation runs, so the caller
+    // may free it at once (inputsConsumed). A read that fails is left to the operation to report.
+    let early: ComputeArray | null = null;
+    if (!this.broken) {
+      try {
+        if (!this.writePending(input)) early = readCompute(input, 'reduceScatter', this.rank);
+      } catch {
+        early = null;
+      }
+    }
+    const work = this.enqueue('reduceScatter', [output], async (seq) => {
       const n = output.numel;
       if (input.numel !== n * this.size || input.dtype !== output.dtype) {
         throw this.error('reduceScatter', seq, `input ${input} must hold size × output = ${this.size} × ${n} elements of ${output.dtype}`);
       }
       const bounds = Array.from({ length: this.size }, (_, r) => [r * n, (r + 1) * n] as [number, number]);
-      const mine = await this.reduceChunks('reduceScatter', seq, readCompute(input, 'reduceScatter', this.rank), bounds, op);
+      const mine = await this.reduceChunks('reduceScatter', seq, early ?? readCompute(input, 'reduceScatter', this.rank), bounds, op);
       writeCompute(output, mine, 'reduceScatter', this.rank);
     });
+    work.inputsConsumed = early !== null;
+    return work;
   }
 
   allGather(output: Tensor, input: Tensor): Work {
-    return this.enqueue('allGather', async (seq) => {
+    return this.enqueue('allGather', [output], async (seq) => {
       const n = input.numel;
       if (output.numel !== n * this.size || input.dtype !== output.dtype) {
         throw this.error('allGather', seq, `output ${output} must hold size × input = ${this.size} × ${n} elements of ${input.dtype}`);
@@ -342,7 +375,7 @@ export class CpuProcessGroup implements ProcessGroup {
   }
 
   broadcast(t: Tensor, root: number): Work {
-    return this.enqueue('broadcast', async (seq) => {
+    return this.enqueue('broadcast', [t], async (seq) => {
       this.checkRank(root, 'broadcast', seq);
       const code = opCode('broadcast');
       if (this.rank === root) {
@@ -358,7 +391,7 @@ export class CpuProcessGroup implements ProcessGroup {
   }
 
   send(t: Tensor, dst: number): Work {
-    return this.enqueue('send', async (seq) => {
+    return this.enqueue('send', [], async (seq) => {
       this.checkRank(dst, 'send', seq);
       const n = this.p2pSent.get(dst) ?? 0;
       this.p2pSent.set(dst, n + 1);
@@ -367,7 +400,7 @@ export class CpuProcessGroup implements ProcessGroup {
   }
 
   recv(t: Tensor, src: number): Work {
-    return this.enqueue('recv', async (seq) => {
+    return this.enqueue('recv', [t], async (seq) => {
       this.checkRank(src, 'recv', seq);
       const n = this.p2pRecv.get(src) ?? 0;
       this.p2pRecv.set(src, n + 1);
@@ -379,7 +412,7 @@ export class CpuProcessGroup implements ProcessGroup {
   }
 
   barrier(): Work {
-    return this.enqueue('barrier', async (seq) => {
+    return this.enqueue('barrier', [], async (seq) => {
       const code = opCode('barrier');
       const others = this.others();
       for (const r of others) this.peer(r).send(this.channel(false), seq, code);
@@ -405,22 +438,38 @@ export class CpuProcessGroup implements ProcessGroup {
 
   // --- internals
 
-  /** Runs operations one after another in issue order, like a stream. */
-  private enqueue(op: string, body: (seq: number) => Promise<void>): Work {
+  /** Runs operations one after another in issue order, like a stream; `writes`: the tensors it writes. */
+  private enqueue(op: string, writes: readonly Tensor[], body: (seq: number) => Promise<void>): PromiseWork {
     const seq = ++this.seq;
+    const ranges = writes.flatMap((t) => byteRange(t) ?? []);
+    for (const r of ranges) this.writing.add(r);
     const run = this.tail.then(async () => {
-      if (this.broken) throw this.broken instanceof CollectiveError && this.broken.op === 'destroy'
-        ? this.broken
-        : new CollectiveError(`${op} #${seq}`, this.rank, `the group failed earlier: ${this.broken.message}`);
       try {
-        await body(seq);
-      } catch (e) {
-        this.broken ??= e as Error;
-        throw e;
+        if (this.broken) throw this.broken instanceof CollectiveError && this.broken.op === 'destroy'
+          ? this.broken
+          : new CollectiveError(`${op} #${seq}`, this.rank, `the group failed earlier: ${this.broken.message}`);
+        try {
+          await body(seq);
+        } catch (e) {
+          this.broken ??= e as Error;
+          throw e;
+        }
+      } finally {
+        for (const r of ranges) this.writing.delete(r);
       }
     });
     this.tail = run.catch(() => {});
     return new PromiseWork(run);
+  }
+
+  /** Whether an operation still pending writes into memory of `t`'s. */
+  private writePending(t: Tensor): boolean {
+    const mine = byteRange(t);
+    if (!mine) return true; // not a CPU tensor: let the operation fail in order
+    for (const r of this.writing) {
+      if (r.buffer === mine.buffer && r.start < mine.end && mine.start < r.end) return true;
+    }
+    return false;
   }
 
   /** Phase 1: send chunk r of `flat` to rank r; reduce the W contributions to my chunk in rank order. */

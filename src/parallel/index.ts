@@ -11,8 +11,9 @@
 //   data_parallel.ts  DataParallel: parameter broadcast, bucketed gradient averaging overlapped
 //                     with backward (beginBackward/finish) or after it (syncGradients); checksums
 //   zero.ts           ZeroOptimizer: ZeRO stages 1 (AdamW states sharded across ranks) and 2
-//                     (gradients too), on flat device buffers; full-state checkpoints that load
-//                     at any world size
+//                     (gradients too), on flat device buffers, reduce-scattered during backward
+//                     (beginBackward/finish) or after it; full-state checkpoints that load at
+//                     any world size
 //   hostfile.ts       hostfiles (`host slots=N`), include/exclude/num_nodes/num_gpus filters
 //   runners.ts        per-node pdsh commands, srun and mpirun lines, exported variables
 //   launcher.ts       `neox launch`: supervises local ranks (torchrun-like: fail fast, signals,
@@ -39,8 +40,8 @@ export type { GroupFactory, GroupInit, ProcessGroup, ReduceOp, Work } from './pr
 export { CpuProcessGroup, createCpuGroup } from './cpu_group.js';
 export { DataParallel, buildBuckets, parameterChecksum } from './data_parallel.js';
 export type { DataParallelOptions } from './data_parallel.js';
-export { ZeroOptimizer, shardRange, zeroLayout } from './zero.js';
-export type { FullStateEntry, ZeroBucket, ZeroLayout, ZeroMemory, ZeroOptions, ZeroStage } from './zero.js';
+export { BUCKETS_IN_FLIGHT, ZeroOptimizer, shardRange, zeroLayout } from './zero.js';
+export type { FullStateEntry, ZeroBucket, ZeroLayout, ZeroLayoutOptions, ZeroMemory, ZeroOptions, ZeroStage } from './zero.js';
 
 /** The config keys initDistributed reads (NeoXConfig has them all). */
 export interface DistConfig {

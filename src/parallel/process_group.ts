@@ -12,6 +12,12 @@
 //   tensors hold the result. Until then, neither read outputs nor write inputs: on CUDA the
 //   NCCL group records an event, and wait() makes the compute stream wait on it, so
 //   communication overlaps compute without the host blocking.
+// - Releasing memory early, without awaiting (what ZeRO-2 does from backward's gradient-ready hook,
+//   which cannot await): `work.inputsConsumed` true means the group has already read the inputs
+//   (the CPU group copies a reduce-scatter's input when it is issued), so they may be freed or
+//   overwritten now; `work.streamWait()`, where defined (NCCL), orders the compute stream after the
+//   operation at once, so any device work queued afterwards (a read of the outputs, a free to the
+//   stream-ordered allocator and the reuse of that memory) comes after it. Neither blocks the host.
 // - Results are identical on every rank (bitwise): a reduction sums contributions in group-rank
 //   order, whoever computes it. `avg` is that sum divided by the group size.
 // - A peer that dies or never sends makes the operation fail with a CollectiveError naming the
@@ -33,6 +39,19 @@ export interface Work extends PromiseLike<void> {
   wait(): Promise<void>;
   /** Whether it has finished (successfully or not). */
   readonly completed: boolean;
+  /**
+   * True when the operation has already read its inputs, so the caller may free or overwrite them
+   * now (outputs still need wait()). The CPU group's reduceScatter copies its input when issued,
+   * unless an operation still pending writes into it. Absent or false: keep inputs until wait().
+   */
+  readonly inputsConsumed?: boolean;
+  /**
+   * Defined where waiting needs no host wait (NCCL): makes the compute stream wait for the
+   * operation right now, as wait() does, and throws its CollectiveError if it failed. Device work
+   * queued afterwards, freeing its tensors included, is ordered after the operation. Calling it
+   * early makes the compute stream stall until the collective is done.
+   */
+  streamWait?(): void;
 }
 
 export interface ProcessGroup {
@@ -109,6 +128,8 @@ export class CollectiveError extends Error {
 /** A Work over a promise. A failure is held until someone waits (no unhandled rejection). */
 export class PromiseWork implements Work {
   private done = false;
+  /** Set by a group that read the inputs when the operation was issued (see Work). */
+  inputsConsumed = false;
   private readonly promise: Promise<void>;
 
   constructor(promise: Promise<void>) {

@@ -3,16 +3,18 @@
 // CPU group. Nothing goes through the host but the gradient norm (one number per step, logged)
 // and checkpoints.
 //
-// defines: ZeroOptimizer, ZeroOptions, ZeroStage, ZeroMemory, ZeroLayout, ZeroBucket, zeroLayout,
-//          ShardRange, shardRange, FullStateEntry
+// defines: ZeroOptimizer, ZeroOptions, ZeroStage, ZeroMemory, ZeroLayout, ZeroLayoutOptions,
+//          ZeroBucket, zeroLayout, BUCKETS_IN_FLIGHT, ShardRange, shardRange, FullStateEntry
 //
 // Layout (zeroLayout): every parameter, f32, lives in one flat buffer, at an offset aligned to
 // `align` elements (64 on CUDA: 256 bytes, what cuBLASLt and vector loads want; 1 on CPU). The
 // parameters are grouped into buckets of at most `bucketElements` (zero_optimization.
-// reduce_bucket_size), filled in reverse parameter order, the order backward produces gradients;
-// each bucket is padded to a multiple of W·align and split into W equal slices: rank r owns slice
-// r of every bucket. A rank's shard (S elements) is its slices of all buckets, end to end. With one
-// bucket (the default for models under 5e8 parameters) rank r owns flat [r·S, (r+1)·S).
+// reduce_bucket_size), filled walking the forward order (`order`: the model's parameters();
+// default the groups' order) backward, the order backward makes gradients final; within a bucket
+// the parameters are laid out group by group (one weight decay after the other), each in forward
+// order. Each bucket is padded to a multiple of W·align and split into W equal slices: rank r owns
+// slice r of every bucket. A rank's shard (S elements) is its slices of all buckets, end to end.
+// With one bucket (the default for models under 5e8 parameters) rank r owns flat [r·S, (r+1)·S).
 //   - the model's parameters are views into the flat parameter buffer (adoptStorage: the Tensor
 //     objects the model holds stay), so the all-gather writes them directly;
 //   - AdamW's moments are two flat shard tensors (S elements each);
@@ -22,18 +24,34 @@
 // so the update runs on "runs": maximal stretches of a rank's slice of one bucket whose pieces
 // (a piece: the part of one parameter in the slice) share a weight decay, one 'adamw' launch each.
 //
+// Reducing during backward (beginBackward() → backward(…, { onGradReady }) → finish(), as DDP and
+// DeepSpeed's overlap_comm): the hook counts each bucket's final gradients and issues a bucket's
+// reduce-scatter as soon as it is complete, strictly in bucket order (every rank issues the same
+// collectives in the same order; a complete bucket waits for its predecessors); finish() issues
+// the rest (a parameter without a gradient contributes zeros) and waits. Stage 2, every
+// micro-batch: the bucket's gradients are copied into a staging buffer and freed at once; the
+// staging buffer lives until the collective no longer reads it: the CPU group copies it when the
+// call is made (Work.inputsConsumed), so it is freed right away; on NCCL, when BUCKETS_IN_FLIGHT
+// buckets are in flight the oldest is retired: Work.streamWait() makes the compute stream wait for
+// its collective, and only then are its buffers freed (the caching allocator is stream-ordered on
+// the compute stream, so the memory is not handed to new compute work before the comm stream has
+// read it) and, after the first micro-batch (whose reduce-scatter writes the shard directly), its
+// output added into the shard. So backward holds the gradients of the bucket being made plus at
+// most two staging buffers, not the model's. Stage 1, the last micro-batch only: each bucket is
+// reduce-scattered in place in the flat buffer, and update() does not reduce again.
+// reduceGradients() (stage 2, after each micro-batch's backward) is the reference path, the same
+// collectives after backward; tests compare the two bit for bit.
+//
 // One step (call update() after the backward of the last micro-batch, instead of syncGradients +
-// clipping + AdamW; stage 2 also calls reduceGradients() after every micro-batch's backward):
+// clipping + AdamW):
 //   1. stage 1: per bucket, reduce-scatter `avg` in place in the flat gradient buffer (the same
-//      rank-order sums as the data-parallel all-reduce: the same bits).
-//      stage 2: reduceGradients(), per micro-batch: per bucket, the gradients are copied into a
-//      bucket-sized staging buffer (zeros where a parameter has none) and freed, the staging
-//      buffer is reduce-scattered (`avg`) into this rank's slice of the gradient shard (the first
-//      micro-batch writes it, later ones add), and freed. Between micro-batches only the shard
-//      persists: gradient memory per rank is ~1/W (plus one bucket and, until the engine's
-//      gradient-ready hook drives reduceBucket() during backward, the full gradients of one
-//      backward). With accumulation the sum is per micro-batch, then over micro-batches, so the
-//      result agrees with data parallelism to rounding (bitwise with one micro-batch).
+//      rank-order sums as the data-parallel all-reduce: the same bits), unless a hooked backward did.
+//      stage 2: done per micro-batch (hook, or reduceGradients()): per bucket, the gradients into a
+//      bucket-sized staging buffer (zeros where a parameter has none), freed, the staging buffer
+//      reduce-scattered (`avg`) into this rank's slice of the gradient shard (the first micro-batch
+//      writes it, later ones add), freed. Between micro-batches only the shard persists. With
+//      accumulation the sum is per micro-batch, then over micro-batches, so the result agrees with
+//      data parallelism to rounding (bitwise with one micro-batch).
 //   2. global gradient norm: Σ g² of this rank's shard (on the device), all-reduced, and the clip
 //      factor from it (clipFactor kernel), on the device.
 //   3. AdamW on every run: the clip factor as the kernel's device input (a non-finite one skips the
@@ -66,7 +84,23 @@ export interface ZeroOptions extends AdamWOptions {
   bucketElements?: number;
   /** Alignment of every parameter and rank slice, in elements (default 64 on CUDA, 1 on CPU). */
   align?: number;
+  /** The parameters' names, for error messages (default: the tensor's name, else its index). */
+  names?: ReadonlyMap<Tensor, string>;
+  /**
+   * The parameters in the order the forward pass uses them (the model's parameters()), which
+   * backward reverses: buckets are filled in that order backward, so that they complete one after
+   * another during backward. Default: the groups' order, which for [decay, no decay] groups spreads
+   * the late-ready first layers' biases over early buckets, so nothing would overlap.
+   */
+  order?: readonly Tensor[];
 }
+
+/**
+ * Stage 2 during backward: at most this many buckets' reduce-scatters keep their buffers (staging,
+ * and the output to add into the shard) before the compute stream is made to wait for the oldest
+ * (DeepSpeed's overlap_comm double-buffers the same way).
+ */
+export const BUCKETS_IN_FLIGHT = 2;
 
 /** Bytes this rank holds for the optimizer (persistent buffers; see memory()). */
 export interface ZeroMemory {
@@ -88,8 +122,19 @@ export interface ZeroBucket {
   slice: number;
   /** Where each rank's slice of this bucket sits in its shard. */
   shardOffset: number;
-  /** The bucket's parameters (indices into the parameter list), in parameter order. */
+  /** The bucket's parameters (indices into the parameter list), in flat order: by class, then forward order. */
   params: number[];
+}
+
+export interface ZeroLayoutOptions {
+  /** Most elements per bucket (default: one bucket). */
+  bucketElements?: number;
+  /** Alignment of every parameter and rank slice, in elements (default 1). */
+  align?: number;
+  /** The parameter indices in forward order (default 0, 1, …): buckets are filled walking it backward. */
+  order?: readonly number[];
+  /** Per parameter, a class (ZeroOptimizer: its group, i.e. weight decay); within a bucket, classes are laid out one after another (default: all 0). */
+  classes?: readonly number[];
 }
 
 export interface ZeroLayout {
@@ -106,18 +151,28 @@ export interface ZeroLayout {
 const roundUp = (x: number, a: number): number => Math.ceil(x / a) * a;
 
 /** Where each of `numels` parameters goes in the flat buffers, and the buckets (see the header). */
-export function zeroLayout(numels: readonly number[], worldSize: number, opts: { bucketElements?: number; align?: number } = {}): ZeroLayout {
+export function zeroLayout(numels: readonly number[], worldSize: number, opts: ZeroLayoutOptions = {}): ZeroLayout {
   const W = worldSize;
+  const n = numels.length;
   const align = opts.align ?? 1;
   const maxElements = opts.bucketElements ?? Infinity;
   if (!Number.isInteger(W) || W < 1) throw new Error(`zeroLayout: world size ${W}`);
   if (!Number.isInteger(align) || align < 1) throw new Error(`zeroLayout: alignment ${align} must be a positive integer`);
   if (!(maxElements >= 1)) throw new Error(`zeroLayout: bucket size must be at least 1 element, got ${maxElements}`);
-  // Bucket membership, walking backward (the order gradients become final).
+  const order = opts.order ?? Array.from({ length: n }, (_, i) => i);
+  const position = new Array<number>(n).fill(-1);
+  order.forEach((i, at) => {
+    if (!(Number.isInteger(i) && i >= 0 && i < n) || position[i] !== -1) throw new Error(`zeroLayout: order must list each of the ${n} parameters once`);
+    position[i] = at;
+  });
+  if (order.length !== n) throw new Error(`zeroLayout: order must list each of the ${n} parameters once`);
+  const classOf = (i: number) => opts.classes?.[i] ?? 0;
+  // Bucket membership, walking the forward order backward (the order gradients become final).
   const members: number[][] = [];
   let current: number[] = [];
   let size = 0;
-  for (let i = numels.length - 1; i >= 0; i--) {
+  for (let j = n - 1; j >= 0; j--) {
+    const i = order[j]!;
     const s = roundUp(numels[i]!, align);
     if (current.length && size + s > maxElements) {
       members.push(current);
@@ -128,13 +183,14 @@ export function zeroLayout(numels: readonly number[], worldSize: number, opts: {
     size += s;
   }
   if (current.length) members.push(current);
-  // Flat placement in parameter order: the last bucket formed (the first parameters) first.
-  const offsets = new Array<number>(numels.length).fill(0);
+  // Flat placement: the last bucket formed (the first parameters) first; within a bucket, class by
+  // class (so a rank's slice has few runs of one weight decay), each in forward order.
+  const offsets = new Array<number>(n).fill(0);
   const buckets: ZeroBucket[] = [];
   let at = 0;
   let shardAt = 0;
   for (let k = members.length - 1; k >= 0; k--) {
-    const params = [...members[k]!].reverse();
+    const params = [...members[k]!].sort((a, b) => classOf(a) - classOf(b) || position[a]! - position[b]!);
     const start = at;
     for (const i of params) {
       offsets[i] = at;
@@ -206,6 +262,31 @@ export interface FullStateEntry {
   data: Float32Array;
 }
 
+/** A bucket's reduce-scatter issued during backward, until its buffers are released. */
+interface InFlight {
+  bucket: number;
+  work: Work;
+  /** Stage 2: the staging buffer the collective reads (null once the group has read it). */
+  staging: Tensor | null;
+  /** Stage 2 after the first micro-batch: the collective's output, added into the shard once it is there. */
+  out: Tensor | null;
+}
+
+/** One backward's overlapped reduction: beginBackward() → onGradReady reports → finish(). */
+interface Round {
+  /** Stage 2: the first micro-batch since zeroGrad() (overwrites the shard). */
+  readonly first: boolean;
+  /** Per parameter: reported ready. */
+  readonly ready: boolean[];
+  /** Per bucket: how many of its parameters are not ready yet. */
+  readonly missing: number[];
+  /** The next bucket to issue (all before it are issued). */
+  next: number;
+  /** Issued, buffers not yet released, in issue order. */
+  readonly inFlight: InFlight[];
+  finished: boolean;
+}
+
 type AdamWAttrs = { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; gradScale: number };
 
 /** The one call of the 'adamw' kernel: `factor` is the [] f32 clip factor on the device (non-finite: the kernel skips the step). */
@@ -233,6 +314,13 @@ export class ZeroOptimizer {
   private readonly gradViews: (Tensor | null)[];
   /** Stage 2: micro-batches reduced into the shard since zeroGrad(). */
   private reduced = 0;
+  /** Stage 1: a hooked backward's finish() reduce-scattered the flat gradients (update() must not again). */
+  private reducedInBackward = false;
+  /** The overlapped reduction in progress (or the last one). */
+  private round: Round | null = null;
+  private readonly indexOf = new Map<Tensor, number>();
+  /** Each parameter's bucket. */
+  private readonly bucketOf: number[];
   private disposed = false;
 
   constructor(readonly group: ProcessGroup, readonly groups: ParamGroup[], readonly opts: ZeroOptions) {
@@ -240,6 +328,7 @@ export class ZeroOptimizer {
     if (this.stage !== 1 && this.stage !== 2) throw new Error(`ZeroOptimizer: stage ${String(opts.stage)} is not 1 or 2 (stage 3 is not implemented)`);
     this.params = groups.flatMap((g) => g.params);
     this.weightDecays = groups.flatMap((g) => g.params.map(() => g.weightDecay));
+    const groupOf = groups.flatMap((g, j) => g.params.map(() => j));
     if (this.params.length === 0) throw new Error('ZeroOptimizer: no parameters');
     const backend = (this.backend = this.params[0]!.backend);
     const seen = new Set<Tensor>();
@@ -251,7 +340,19 @@ export class ZeroOptimizer {
       if (p.sharedStorage.refs !== 1) throw new Error(`ZeroOptimizer: ${p} shares its memory with another tensor; ZeRO moves each parameter into a flat buffer`);
     }
     const align = opts.align ?? (backend.name === 'cpu' ? 1 : 64);
-    const layout = (this.layout = zeroLayout(this.params.map((p) => p.numel), group.size, { bucketElements: opts.bucketElements, align }));
+    this.params.forEach((p, i) => this.indexOf.set(p, i));
+    let order: number[] | undefined;
+    if (opts.order) {
+      order = opts.order.map((p) => {
+        const i = this.indexOf.get(p);
+        if (i === undefined) throw new Error(`ZeroOptimizer: ${p} is in \`order\` but in no parameter group`);
+        return i;
+      });
+      if (new Set(order).size !== order.length || order.length !== this.params.length) {
+        throw new Error(`ZeroOptimizer: \`order\` must list each of the ${this.params.length} parameters once (it has ${order.length}, ${new Set(order).size} distinct)`);
+      }
+    }
+    const layout = (this.layout = zeroLayout(this.params.map((p) => p.numel), group.size, { bucketElements: opts.bucketElements, align, order, classes: groupOf }));
     const { offsets, total, shardSize } = layout;
     const r = group.rank;
 
@@ -317,6 +418,8 @@ export class ZeroOptimizer {
       }
       flush();
     });
+    this.bucketOf = this.params.map(() => 0);
+    layout.buckets.forEach((b, k) => b.params.forEach((i) => { this.bucketOf[i] = k; }));
     if (this.stage === 1) this.attachGradViews(false);
   }
 
@@ -339,11 +442,12 @@ export class ZeroOptimizer {
   /**
    * Stage 2: reduce-scatters the gradients of the micro-batch whose backward just ran into this
    * rank's gradient shard, bucket by bucket, and frees them (p.grad becomes null). Call it after
-   * every micro-batch's backward, on every rank. Stage 1: nothing (backward accumulated into the
-   * flat gradient buffer; update() reduces it).
+   * every micro-batch's backward, on every rank (or reduce during backward instead: beginBackward()).
+   * Stage 1: nothing (backward accumulated into the flat gradient buffer; update() reduces it).
    */
   async reduceGradients(): Promise<void> {
     this.checkLive();
+    this.checkNoRound('reduceGradients');
     if (this.stage === 1) return;
     const first = this.reduced === 0;
     for (let k = 0; k < this.layout.buckets.length; k++) await this.reduceBucket(k, first);
@@ -351,25 +455,16 @@ export class ZeroOptimizer {
   }
 
   /**
-   * Stage 2, one bucket: its parameters' gradients → a staging buffer (then freed) → reduce-scatter
-   * (avg) into this rank's slice of the gradient shard (`first`: overwrite, else add). The unit a
-   * gradient-ready hook can call once the bucket's last gradient is final.
+   * Stage 2, one bucket, after backward: its parameters' gradients → a staging buffer (then freed)
+   * → reduce-scatter (avg) into this rank's slice of the gradient shard (`first`: overwrite, else
+   * add). issueBucket() is the same from the gradient-ready hook, without awaiting.
    */
   private async reduceBucket(k: number, first: boolean): Promise<void> {
     const b = this.layout.buckets[k]!;
     const shardGrad = this.bucketViews[k]!.shardGrad!;
-    const staging = zeros([b.length], 'f32', this.backend);
+    const staging = this.stageBucket(k);
     let out: Tensor | null = null;
     try {
-      for (const i of b.params) {
-        const p = this.params[i]!;
-        if (!p.grad) continue; // contributes zeros
-        const dst = sliceView(staging, this.layout.offsets[i]! - b.start, [p.numel]);
-        copyInto(dst, p.grad);
-        dst.dispose();
-        p.grad.dispose();
-        p.grad = null;
-      }
       out = first ? shardGrad : zeros([b.slice], 'f32', this.backend);
       await this.group.reduceScatter(out, staging, 'avg');
       if (!first) noGrad(() => ops.addInPlace(shardGrad, out!));
@@ -377,6 +472,152 @@ export class ZeroOptimizer {
       staging.dispose();
       if (out && out !== shardGrad) out.dispose();
     }
+  }
+
+  /** Stage 2: bucket k's gradients copied into a fresh staging buffer (zeros where a parameter has none), and freed. */
+  private stageBucket(k: number): Tensor {
+    const b = this.layout.buckets[k]!;
+    const staging = zeros([b.length], 'f32', this.backend);
+    for (const i of b.params) {
+      const p = this.params[i]!;
+      if (!p.grad) continue; // contributes zeros
+      const dst = sliceView(staging, this.layout.offsets[i]! - b.start, [p.numel]);
+      copyInto(dst, p.grad);
+      dst.dispose();
+      p.grad.dispose();
+      p.grad = null;
+    }
+    return staging;
+  }
+
+  /**
+   * Starts the reduction overlapped with one backward: returns the hook to pass as backward's
+   * `onGradReady`; call finish() once backward has returned. As each bucket's gradients are all
+   * final, the bucket's reduce-scatter is issued at once, strictly in bucket order (a complete
+   * bucket waits for its predecessors: every rank issues the same collectives in the same order).
+   * Stage 2: every micro-batch's backward (instead of reduceGradients()); the bucket's gradients
+   * go into a staging buffer and are freed right away, and the staging buffer is freed as soon as
+   * the collective no longer needs it (when the group has read it, on CPU; on NCCL, once
+   * BUCKETS_IN_FLIGHT buckets are in flight, after making the compute stream wait for the oldest),
+   * so gradient memory during backward is a few buckets plus the shard. Stage 1: only the last
+   * micro-batch's backward; each bucket is reduce-scattered in place, and update() does not again.
+   */
+  beginBackward(): (leaf: Tensor) => void {
+    this.checkLive();
+    if (this.round && !this.round.finished) {
+      throw new Error('ZeroOptimizer.beginBackward: the previous backward\'s reduction is not finished; call finish() after each backward');
+    }
+    if (this.stage === 1 && this.reducedInBackward) {
+      throw new Error('ZeroOptimizer.beginBackward (stage 1): this step\'s gradients were already reduce-scattered by a hooked backward; ' +
+        'hook only the backward of the last micro-batch, then update() and zeroGrad()');
+    }
+    const round: Round = {
+      first: this.reduced === 0, ready: this.params.map(() => false), missing: this.layout.buckets.map((b) => b.params.length),
+      next: 0, inFlight: [], finished: false,
+    };
+    this.round = round;
+    return (leaf) => this.gradReady(round, leaf);
+  }
+
+  /** How many buckets the current (or last) backward has issued so far: those issued during backward, before finish(). */
+  get issuedBuckets(): number {
+    return this.round?.next ?? 0;
+  }
+
+  /**
+   * After the hooked backward: issues the buckets not issued yet (a parameter that got no gradient
+   * contributes zeros), waits for every reduce-scatter (on CUDA the compute stream waits; the host
+   * does not) and releases their buffers. Stage 2: the micro-batch is then in the shard.
+   */
+  async finish(): Promise<void> {
+    this.checkLive();
+    const round = this.round;
+    if (!round || round.finished) throw new Error('ZeroOptimizer.finish: no backward in progress; call beginBackward() before the backward');
+    round.finished = true;
+    try {
+      while (round.next < this.layout.buckets.length) this.issueBucket(round, round.next++);
+      while (round.inFlight.length) {
+        await round.inFlight[0]!.work.wait();
+        this.release(round.inFlight.shift()!);
+      }
+    } finally {
+      for (const f of round.inFlight.splice(0)) { // after a failure
+        f.staging?.dispose();
+        f.out?.dispose();
+      }
+    }
+    if (this.stage === 2) this.reduced++;
+    else this.reducedInBackward = true;
+  }
+
+  /** The hook: `leaf`'s gradient is final; issue every bucket that is now complete, in order. */
+  private gradReady(round: Round, leaf: Tensor): void {
+    const i = this.indexOf.get(leaf);
+    if (i === undefined) return; // not one of these parameters
+    const k = this.bucketOf[i]!;
+    if (round.finished) {
+      throw new Error(`ZeroOptimizer: parameter ${this.nameOf(i)} reported its gradient ready after finish(); ` +
+        'pass the hook of beginBackward() to one backward only, and call finish() after that backward returns');
+    }
+    if (round.ready[i]) {
+      throw new Error(`ZeroOptimizer: parameter ${this.nameOf(i)} was reported ready twice in one backward` +
+        `${k < round.next ? ', after its bucket was already reduce-scattered' : ''}: its gradient was not final the first time. ` +
+        'This happens when a parameter is used in two activation-checkpointed segments, or both inside and outside one ' +
+        '(each segment is differentiated by its own nested backward). Keep each parameter in one segment ' +
+        `(or turn activation checkpointing off), or reduce after backward instead: ${this.stage === 2 ? 'reduceGradients()' : 'update()'} and no hook.`);
+    }
+    round.ready[i] = true;
+    round.missing[k]!--;
+    while (round.next < this.layout.buckets.length && round.missing[round.next] === 0) this.issueBucket(round, round.next++);
+  }
+
+  /** Issues bucket k's reduce-scatter (without awaiting it): stage 1 in place, stage 2 from a staging buffer. */
+  private issueBucket(round: Round, k: number): void {
+    const bv = this.bucketViews[k]!;
+    if (this.stage === 1) {
+      this.attachGradViews(true, this.layout.buckets[k]!.params);
+      round.inFlight.push({ bucket: k, work: this.group.reduceScatter(bv.gradSlice!, bv.grads!, 'avg'), staging: null, out: null });
+      return;
+    }
+    // Room first: the oldest buckets in flight release their buffers once the compute stream is
+    // ordered after their collective (NCCL), so the caching allocator reuses that memory only then.
+    while (round.inFlight.length >= BUCKETS_IN_FLIGHT && round.inFlight[0]!.work.streamWait) {
+      const f = round.inFlight.shift()!;
+      f.work.streamWait!();
+      this.release(f);
+    }
+    // Kept: the hook runs inside the caller's scope, which must not free what a collective still uses.
+    const staging = this.stageBucket(k).keep();
+    const out = round.first ? bv.shardGrad! : zeros([this.layout.buckets[k]!.slice], 'f32', this.backend).keep();
+    const f: InFlight = { bucket: k, work: this.group.reduceScatter(out, staging, 'avg'), staging, out: round.first ? null : out };
+    if (f.work.inputsConsumed) { // the group has copied it (CPU)
+      staging.dispose();
+      f.staging = null;
+    }
+    round.inFlight.push(f);
+  }
+
+  /** A bucket's collective is done, or the compute stream is ordered after it: add its output into the shard, free its buffers. */
+  private release(f: InFlight): void {
+    f.staging?.dispose();
+    f.staging = null;
+    if (f.out) {
+      const out = f.out;
+      noGrad(() => ops.addInPlace(this.bucketViews[f.bucket]!.shardGrad!, out));
+      out.dispose();
+      f.out = null;
+    }
+  }
+
+  private checkNoRound(what: string): void {
+    if (this.round && !this.round.finished) {
+      throw new Error(`ZeroOptimizer.${what}: a backward's reduction (beginBackward) is in progress; call finish() after that backward first`);
+    }
+  }
+
+  private nameOf(i: number): string {
+    const p = this.params[i]!;
+    return `'${this.opts.names?.get(p) ?? p.name ?? `#${i}`}' (shape [${p.shape.join(', ')}])`;
   }
 
   /**
@@ -388,17 +629,20 @@ export class ZeroOptimizer {
    */
   async update(lr: number, maxNorm: number): Promise<{ norm: number; scale: number }> {
     this.checkLive();
+    this.checkNoRound('update');
     const { rank } = this.group;
     // 1. averaged gradients in this rank's shard
     if (this.stage === 1) {
-      this.attachGradViews(true);
-      await waitAll(this.bucketViews.map((bv) => this.group.reduceScatter(bv.gradSlice!, bv.grads!, 'avg')));
+      if (!this.reducedInBackward) {
+        this.attachGradViews(true);
+        await waitAll(this.bucketViews.map((bv) => this.group.reduceScatter(bv.gradSlice!, bv.grads!, 'avg')));
+      }
     } else {
       if (this.reduced === 0) await this.reduceGradients();
       const pending = this.params.filter((p) => p.grad).length;
       if (pending) {
         throw new Error(`ZeroOptimizer (stage 2) on rank ${rank}: ${pending} parameters hold gradients that were not reduced; ` +
-          'call reduceGradients() after the backward of every micro-batch');
+          'call reduceGradients() after the backward of every micro-batch (or run each backward with the hook of beginBackward(), then finish())');
       }
     }
     // 2. global norm: Σ g² over this rank's shard, summed over ranks, and the clip factor, on the device
@@ -445,6 +689,8 @@ export class ZeroOptimizer {
   /** Clears the gradients: stage 1 zeroes the flat buffer (p.grad stays its view); stage 2 frees them and zeroes the shard. */
   zeroGrad(): void {
     if (this.disposed) return;
+    this.checkNoRound('zeroGrad');
+    this.reducedInBackward = false;
     if (this.stage === 1) {
       this.params.forEach((p, i) => {
         if (p.grad && p.grad !== this.gradViews[i]) {
@@ -465,13 +711,15 @@ export class ZeroOptimizer {
   }
 
   /**
-   * Stage 1: makes every p.grad its view into the flat gradient buffer. A gradient someone else
-   * put there is copied in (`copyForeign`; otherwise dropped) and freed; a missing one is zeros.
+   * Stage 1: makes every p.grad (of the parameters `only`, by index) its view into the flat
+   * gradient buffer. A gradient someone else put there is copied in (`copyForeign`; otherwise
+   * dropped) and freed; a missing one is zeros.
    */
-  private attachGradViews(copyForeign: boolean): void {
-    this.params.forEach((p, i) => {
+  private attachGradViews(copyForeign: boolean, only?: readonly number[]): void {
+    for (const i of only ?? this.params.keys()) {
+      const p = this.params[i]!;
       let mine = this.gradViews[i];
-      if (mine && p.grad === mine && !mine.disposed) return;
+      if (mine && p.grad === mine && !mine.disposed) continue;
       if (!mine || mine.disposed) {
         mine = sliceView(this.flatGrads!, this.layout.offsets[i]!, p.shape).keep();
         this.gradViews[i] = mine;
@@ -481,7 +729,7 @@ export class ZeroOptimizer {
       else zeroInPlace(mine);
       foreign?.dispose();
       p.grad = mine;
-    });
+    }
   }
 
   /** Gathers the moments into whole tensors named as AdamW's; collective (every rank calls it). */

@@ -50,4 +50,6 @@ export interface Backend {
   /** Waits until all queued work has finished. */
   synchronize(): void;
   memoryStats(): MemoryStats;
+  /** Restarts `peak` from what is allocated now (torch.cuda.reset_peak_memory_stats), to measure one phase. */
+  resetPeakMemory(): void;
 }

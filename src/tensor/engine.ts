@@ -6,8 +6,10 @@
 //   backward(loss, seed?, opts)       walks the tape in reverse, accumulating leaf gradients; each
 //                                     leaf's .grad is final right after its last use, and
 //                                     opts.onGradReady(leaf) says so then (also from inside
-//                                     `checkpoint`'s recomputation): data parallelism overlaps
-//                                     its gradient reduction with the rest of backward
+//                                     `checkpoint`'s recomputation): data parallelism and ZeRO
+//                                     overlap their gradient reduction with the rest of backward;
+//                                     .grad alone holds a leaf gradient's memory, so freeing it
+//                                     there (ZeRO-2) frees it during backward
 //   scope(fn)                         disposes every tensor created inside fn that was not returned or kept,
 //                                     nor saved for backward (what each gradient reads: registerGradient's `saves`)
 //   noGrad(fn)                        runs fn without recording
@@ -313,7 +315,8 @@ export interface BackwardOptions {
    * right after the last node (in backward order) that uses the leaf, with `.grad` written (set,
    * or accumulated into the existing one). Leaves of the graphs `checkpoint` recomputes (the
    * segment's parameters) are reported too, from its nested backward. `.grad` then owns its
-   * memory (shares it with no pending gradient), so the callback may reduce it in place.
+   * memory (shares it with no pending gradient, and backward keeps no other reference to it), so
+   * the callback may reduce it in place, or copy it out and dispose it to free it at once.
    */
   onGradReady?: (leaf: Tensor) => void;
 }
@@ -405,15 +408,22 @@ export function backward(root: Tensor, seed?: Tensor, opts: BackwardOptions = {}
   // is shared (a gradient function handed one tensor to two inputs), so that .grad never aliases
   // another gradient: neither a pending one nor another leaf's (which an in-place update, a later
   // accumulation or the hook's in-place reduction would also change). Mixed precision: cast to
-  // the leaf's dtype (bf16 gradient → f32 parameter).
+  // the leaf's dtype (bf16 gradient → f32 parameter). Then g is released: .grad alone holds the
+  // memory, so disposing .grad (ZeRO-2 frees each bucket's gradients from the hook) frees it
+  // during backward instead of when the enclosing scope ends.
   const finalize = (t: Tensor): void => {
     const g = grads.get(t);
     if (!g) return;
-    grads.delete(t); // g itself is left to the enclosing scope, as every gradient made here
+    grads.delete(t);
     const copy = g.dtype !== t.dtype || (!t.grad && g.sharedStorage.refs > 1);
     const dx = copy ? runKernel('cast', [g], { dtype: t.dtype })[0]! : g;
-    if (t.grad) runKernel('addInPlace', [t.grad, dx], { alpha: 1 });
-    else t.grad = (copy ? dx : view(g, g.shape)).keep();
+    if (t.grad) {
+      runKernel('addInPlace', [t.grad, dx], { alpha: 1 });
+      if (dx !== g) dx.dispose();
+    } else {
+      t.grad = (copy ? dx : view(g, g.shape)).keep();
+    }
+    g.dispose(); // the reference of this walk (the view above keeps the memory for .grad)
     hook?.(t);
   };
 

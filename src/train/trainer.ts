@@ -6,9 +6,11 @@
 // and resumed from a checkpoint computes exactly what the uninterrupted run would have.
 // Data parallelism (WORLD_SIZE > 1): without ZeRO, gradient buckets are averaged across ranks
 // while the last micro-batch's backward runs (DataParallel.beginBackward / finish).
-// With zero_optimization.stage 1 or 2, ZeroOptimizer replaces that and AdamW: stage 2 reduce-
-// scatters each micro-batch's gradients into this rank's shard (reduceGradients), and update()
-// reduces (stage 1), clips, updates this rank's shard and all-gathers the parameters.
+// With zero_optimization.stage 1 or 2, ZeroOptimizer replaces that and AdamW: its buckets are
+// reduce-scattered while backward runs (ZeroOptimizer.beginBackward / finish): stage 2 every
+// micro-batch's, into this rank's gradient shard, freeing the full gradients bucket by bucket;
+// stage 1 the last micro-batch's, in place. update() clips, updates this rank's shard and
+// all-gathers the parameters.
 
 import { existsSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
@@ -107,13 +109,18 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
   if (zeroStage > 2) throw new TrainingError(`zero_optimization.stage ${zeroStage} (parameter sharding) is not implemented yet; use 1 (optimizer states) or 2 (optimizer states and gradients)`);
   if (zeroStage > 0 && lossScaler) throw new TrainingError(`zero_optimization.stage ${zeroStage} with fp16 loss scaling is not implemented yet; use bf16`);
   const zero = dist && zeroStage > 0
-    ? new ZeroOptimizer(dist.group, groups, { ...adamOpts, stage: zeroStage as 1 | 2, bucketElements: cfg.zero_optimization.reduce_bucket_size })
+    ? new ZeroOptimizer(dist.group, groups, {
+      ...adamOpts, stage: zeroStage as 1 | 2, bucketElements: cfg.zero_optimization.reduce_bucket_size,
+      names: new Map(model.namedParameters().map(([n, p]) => [p, n] as const)),
+      order: model.parameters(), // buckets in backward order, not the groups' (all matrices, then all vectors)
+    })
     : null;
   const optimizer = zero ?? new AdamW(groups, adamOpts);
   if (zero) {
     const m = zero.memory();
     log.info(`ZeRO-${zeroStage}: ${humanCount(m.optimizerState)}B of optimizer state on this rank (1/${dp} of ${humanCount(8 * model.numParameters())}B), ` +
-      `${humanCount(m.gradients)}B of gradients (${zeroStage === 2 ? `a 1/${dp} shard` : 'all'}), ${humanCount(m.parameters)}B of f32 parameters (all)`);
+      `${humanCount(m.gradients)}B of gradients (${zeroStage === 2 ? `a 1/${dp} shard` : 'all'}), ${humanCount(m.parameters)}B of f32 parameters (all); ` +
+      `${zero.layout.buckets.length} bucket${zero.layout.buckets.length === 1 ? '' : 's'} reduce-scattered during backward`);
   }
   const decayIters = cfg.lr_decay_iters ?? trainIters;
   const schedule: ScheduleOptions = {
@@ -162,16 +169,19 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
     for (let m = 0; m < gas; m++) {
       const k = iteration * gas + m; // loader step
       model.setDropoutSeed(cfg.seed + k * 2 ** 32);
+      // ZeRO-2 reduce-scatters every micro-batch's gradients as backward makes them (the full
+      // gradients of one bucket or two exist at a time); ZeRO-1, and DDP, the last micro-batch's.
+      const zeroHook = zero && (zero.stage === 2 || m === gas - 1);
       scope(() => {
         const [ids, labels, mask, maskCount] = toTensors(trainBatches.batch(k), seqLength);
         const loss = model.loss(ids, labels, mask, maskCount);
         const factor = (lossScaler?.scale ?? 1) / gas;
         // The factor rides in as the seed gradient, so `loss` stays the root (and stays readable).
-        const onGradReady = ddp && m === gas - 1 ? ddp.beginBackward() : undefined; // only the last micro-batch reduces
+        const onGradReady = zeroHook ? zero.beginBackward() : ddp && m === gas - 1 ? ddp.beginBackward() : undefined;
         backward(loss, factor === 1 ? undefined : ops.fill([], factor, loss.dtype, backend), { onGradReady });
         ops.addInPlace(lossSum, ops.cast(loss, 'f32'));
       });
-      if (zero) await zero.reduceGradients(); // ZeRO-2: into this rank's gradient shard, full gradients freed
+      if (zeroHook) await zero.finish(); // the buckets backward did not complete, then wait for all
     }
     // The mean loss of the iteration over all ranks (reading it waits for the device).
     const readLoss = async (): Promise<number> => {
@@ -184,7 +194,7 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
     if (optimizer instanceof ZeroOptimizer) {
       loss = await readLoss();
       if (!Number.isFinite(loss)) throw nonFinite(loss, iteration, cfg, optimizer);
-      // Reduce-scatter the gradients, clip by the global norm, update this rank's shard, all-gather the parameters.
+      // Clip by the global norm (of the reduce-scattered gradients), update this rank's shard, all-gather the parameters.
       norm = (await optimizer.update(lr, cfg.gradient_clipping)).norm;
       if (!Number.isFinite(norm)) throw nonFinite(norm, iteration, cfg, optimizer, 'gradient norm'); // the device skipped the step
     } else {

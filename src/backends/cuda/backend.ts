@@ -221,6 +221,10 @@ export class CudaBackend implements Backend {
     return { allocated: s.allocated, reserved: s.reserved, peak: s.peak };
   }
 
+  resetPeakMemory(): void {
+    this.allocator.resetPeak();
+  }
+
   // ------------------------------------------------------------------------------------------
   // For kernels
 

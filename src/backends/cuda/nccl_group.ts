@@ -14,6 +14,10 @@
 //   record `ready` on the compute stream → comm stream waits on it → NCCL call(s) on the comm stream
 //   → record `done` on the comm stream. Work.wait() makes the compute stream wait on `done` (the host
 //   does not block); barrier()'s Work waits on the host (polling, the event loop stays free).
+//   Work.streamWait() is that stream wait, synchronously (for callers that cannot await, as
+//   ZeRO-2's gradient-ready hook): device work queued after it, a free to the allocator (which is
+//   stream-ordered on the compute stream) and the reuse of that memory included, follows the
+//   collective.
 // Tensors must be left alone (inputs not written, outputs not read, neither disposed) until wait().
 // Watchdog: while operations are in flight, a timer (unref'd) polls each `done` event and
 // ncclCommGetAsyncError; an NCCL error, or an operation older than the timeout, aborts the
@@ -182,6 +186,12 @@ class NcclWork implements Work {
 
   wait(): Promise<void> {
     return this.host ? this.group.waitHost(this.op) : this.group.waitStream(this.op);
+  }
+
+  /** The compute stream waits for the operation now (throws if it failed); not for host-waited ones. */
+  streamWait(): void {
+    if (this.host) throw new Error(`internal: streamWait() on ${this.op.label}, which is waited for on the host`);
+    this.group.orderAfter(this.op);
   }
 
   then<A = void, B = never>(onOk?: ((v: void) => A | PromiseLike<A>) | null, onErr?: ((e: unknown) => B | PromiseLike<B>) | null): PromiseLike<A | B> {
@@ -363,15 +373,24 @@ export class NcclProcessGroup implements ProcessGroup {
 
   /** The compute stream waits for `op` (no host wait). */
   waitStream(op: InFlightOp): Promise<void> {
-    if (op.state === 'failed') return Promise.reject(op.error!);
+    try {
+      this.orderAfter(op);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return Promise.resolve();
+  }
+
+  /** waitStream, synchronously: the compute stream waits on `op`'s event now; throws its error if it failed. */
+  orderAfter(op: InFlightOp): void {
+    if (op.state === 'failed') throw op.error!;
     if (op.state === 'pending') {
       try {
         this.be.drv.cuStreamWaitEvent(this.be.stream, op.done, 0);
       } catch (e) {
-        return Promise.reject(new CollectiveError(op.label, this.ranks[this.rank]!, (e as Error).message));
+        throw new CollectiveError(op.label, this.ranks[this.rank]!, (e as Error).message);
       }
     }
-    return Promise.resolve();
   }
 
   waitHost(op: InFlightOp): Promise<void> {
