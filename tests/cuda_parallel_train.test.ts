@@ -7,39 +7,17 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { driver } from '../src/backends/cuda/ffi/driver.js';
+import { freePort, gpuCount } from './helpers/procs.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..'); // dist/tests → repo root
 const NEOX = join(ROOT, 'bin', 'neox.js');
 
-function gpuCount(): number {
-  try {
-    const d = driver();
-    d.cuInit(0);
-    const n: [number] = [0];
-    d.cuDeviceGetCount(n);
-    return n[0];
-  } catch {
-    return 0;
-  }
-}
 const skip = gpuCount() >= 2 ? false : 'skipped: needs 2 CUDA devices';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 function neox(args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {

@@ -10,32 +10,20 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import '../src/backends/cpu/index.js';
-import { driver } from '../src/backends/cuda/ffi/driver.js';
 import { initCuda } from '../src/backends/cuda/index.js';
 import '../src/backends/cuda/nccl_group.js';
 import { type ProcessGroup, type Work, connectStore, createProcessGroup, readDistEnv } from '../src/parallel/index.js';
 import { type DType, type Tensor, getBackend, tensor } from '../src/tensor/index.js';
+import { freePort, gpuCount } from './helpers/procs.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..'); // dist/tests → repo root
 const NEOX = join(ROOT, 'bin', 'neox.js');
 const SELF = join(ROOT, 'dist', 'tests', 'nccl_multi.test.js');
 
-function gpuCount(): number {
-  try {
-    const d = driver();
-    d.cuInit(0);
-    const n: [number] = [0];
-    d.cuDeviceGetCount(n);
-    return n[0];
-  } catch {
-    return 0;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The worker (one rank)
@@ -138,16 +126,6 @@ async function worker(): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // The test (the launcher side)
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 if (process.env.NEOX_NCCL_WORKER === '1') {
   worker().catch((e: Error) => {

@@ -4,7 +4,6 @@
 // averaging (after backward, and overlapped with it: same bits, bucket order, misuse errors) and
 // ZeRO-1. Sockets bind 127.0.0.1 on free ports; every wait is bounded.
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { test } from 'node:test';
 import '../src/backends/cpu/index.js';
 import { AdamW } from '../src/optim/index.js';
@@ -19,6 +18,7 @@ import { type Tensor, backward, getBackend, scope, tensor } from '../src/tensor/
 import { GPTNeoX, resolveModelConfig } from '../src/models/gpt_neox/index.js';
 import { rng } from './helpers/check.js';
 import { modelKeys } from './helpers/model.js';
+import { freePort } from './helpers/procs.js';
 
 const cpu = getBackend('cpu');
 
@@ -248,16 +248,6 @@ test('store: no server (rank 0 never started) and a port in use fail clearly', a
   await c.close();
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 // ---------------------------------------------------------------------------------------------
 // CPU process group, W ranks in this process

@@ -7,27 +7,17 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type WorkerResult, dpTrain } from './parallel_worker.js';
+import { freePort } from './helpers/procs.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..'); // dist/tests → repo root
 const NEOX = join(ROOT, 'bin', 'neox.js');
 const WORKER = join(ROOT, 'dist', 'tests', 'parallel_worker.js');
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 interface Run {
   code: number | null;

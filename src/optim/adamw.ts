@@ -131,22 +131,6 @@ export function gradSquaredNorm(params: readonly Tensor[]): Tensor | null {
   return total;
 }
 
-/** The per-tensor form of gradSquaredNorm (one reduction per gradient), kept as its reference in tests. */
-export function gradSquaredNormPerTensor(params: readonly Tensor[]): Tensor | null {
-  let total: Tensor | null = null;
-  for (const p of params) {
-    if (!p.grad) continue;
-    const s = ops.sumSquares(p.grad);
-    if (total) {
-      ops.addInPlace(total, s);
-      s.dispose();
-    } else {
-      total = s;
-    }
-  }
-  return total;
-}
-
 /**
  * The clip factor of torch.nn.utils.clip_grad_norm_ from Σ‖g‖² [] on the device, for the true norm
  * √Σ‖g‖² · normScale (normScale undoes a loss scale); NaN when that norm is not finite.
