@@ -113,7 +113,7 @@ export async function createProcessGroup(backend: string, init: GroupInit): Prom
     const known = [...factories.keys()].join(', ') || 'none';
     throw new CollectiveError('init', init.rank,
       `no '${backend}' process-group backend is registered (available: ${known})` +
-      (backend === 'nccl' ? '; the NCCL bindings are not built yet: train on CPU (device: cpu) for data parallelism' : ''));
+      (backend === 'nccl' ? '; the CUDA backend registers it when it loads and finds a GPU: train with device cuda, or device cpu for CPU ranks' : ''));
   }
   return f(init);
 }

@@ -26,8 +26,9 @@
 // cuStreamSynchronize (a download) behind a hung collective is not rescued; a worker-thread watchdog
 // is the fix (not built).
 //
-// Not in the measured recipe, written from nccl.h and awaiting a GPU run: broadcast, send/recv,
-// ncclCommSplit (newGroup), ncclCommAbort/ncclCommGetAsyncError (the watchdog).
+// Run on one H200 through a one-rank communicator (tests/nccl.test.ts, tests/cuda_zero.test.ts).
+// Not in the measured recipe and not yet run across GPUs: broadcast, send/recv, ncclCommSplit
+// (newGroup), ncclCommAbort/ncclCommGetAsyncError (the watchdog).
 
 import { CollectiveError, PromiseWork, registerProcessGroupBackend } from '../../parallel/process_group.js';
 import type { GroupInit, ProcessGroup, ReduceOp, Work } from '../../parallel/process_group.js';
