@@ -16,7 +16,9 @@ import { freePort, gpuCount } from './helpers/procs.js';
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..'); // dist/tests → repo root
 const NEOX = join(ROOT, 'bin', 'neox.js');
 
-const skip = gpuCount() >= 2 ? false : 'skipped: needs 2 CUDA devices';
+// NEOX_DP_TEST_DEVICE=cpu runs the same checks on CPU ranks (a dry run of this file's logic).
+const device = process.env.NEOX_DP_TEST_DEVICE ?? 'cuda';
+const skip = device === 'cpu' || gpuCount() >= 2 ? false : 'skipped: needs 2 CUDA devices';
 
 
 function neox(args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -49,7 +51,7 @@ function config(dir: string, name: string, extra: Record<string, unknown>): stri
     lr_decay_style: 'cosine', min_lr: 0.0003, warmup: 0.1, weight_decay: 0.01, gradient_clipping: 1.0, train_iters: ITERS,
     gradient_accumulation_steps: 2, log_interval: 10, eval_iters: 0, seed: 1234, tokenizer_type: 'CharLevelTokenizer',
     data_path: join(dir, 'data', 'docs_text_document'), preprocess_inputs: ['README.md', 'docs/**/*.md'], split: '1000,0,0',
-    save: null, load: null, log_dir: join(dir, name), device: 'cuda', ...extra,
+    save: null, load: null, log_dir: join(dir, name), device, ...extra,
   }));
   return file;
 }
