@@ -131,7 +131,7 @@ export function runKernel<K extends KernelName>(kernel: K, inputs: Tensor[], att
     const t0 = performance.now();
     outputs = impl(inputs, attrs, be);
     be.synchronize();
-    const key = `${kernel} ${inputs.map((t) => t.dtype).join(',')}`;
+    const key = `${kernel} ${profileDtypes(inputs)}`;
     const rec = profile.get(key) ?? { calls: 0, ms: 0 };
     rec.calls++;
     rec.ms += performance.now() - t0;
@@ -163,6 +163,14 @@ export function runKernel<K extends KernelName>(kernel: K, inputs: Tensor[], att
 // input dtypes. It serializes the device, so it measures where time goes, not throughput.
 
 let profile: Map<string, { calls: number; ms: number }> | null = process.env.NEOX_PROFILE_KERNELS === '1' ? new Map() : null;
+
+/** The profile key's input dtypes: listed, or counted for a kernel over many tensors (adamwMulti). */
+function profileDtypes(inputs: readonly Tensor[]): string {
+  if (inputs.length <= 6) return inputs.map((t) => t.dtype).join(',');
+  const counts = new Map<string, number>();
+  for (const t of inputs) counts.set(t.dtype, (counts.get(t.dtype) ?? 0) + 1);
+  return [...counts].map(([d, n]) => `${n}×${d}`).join(',');
+}
 
 /** Turns kernel profiling on (a fresh table) or off. */
 export function profileKernels(on: boolean): void {
