@@ -436,6 +436,30 @@ test('linear (x·wᵀ + b, bias through the cuBLASLt epilogue) matches the CPU',
   }
 });
 
+test('linearGelu (cuBLASLt GELU_AUX / GELU_AUX_BIAS epilogue) matches the CPU: gelu_tanh output and pre-activation', { skip: noGpu }, () => {
+  for (const dtype of FLOATS) {
+    for (const [xs, N] of [[[2, 3, 8], 16], [[256, 768], 3072], [[1, 64], 8]] as const) {
+      for (const withBias of [false, true]) {
+        scope(() => {
+          const K = xs[xs.length - 1]!;
+          const [cx, gx] = pair([...xs], dtype);
+          const [cw, gw] = pair([N, K], dtype, 0.1);
+          const [cb, gb] = pair([N], dtype);
+          const [gy, gpre] = runKernel('linearGelu', withBias ? [gx, gw, gb] : [gx, gw], {});
+          const [cy, cpre] = runKernel('linearGelu', withBias ? [cx, cw, cb] : [cx, cw], {});
+          const tol = dtype === 'f32' ? 1e-5 : RTOL[dtype];
+          const what = `linearGelu ${dtype} [${xs}]·[${N},${K}]ᵀ${withBias ? ' + b' : ''}`;
+          const e = cpre!.toFloat32();
+          assertClose(gpre!.toFloat32(), e, { rtol: tol, atol: tol * rms(e) }, `${what}: pre-activation`);
+          // cuBLASLt's GELU is documented as the tanh form; 2e-3 covers its rounding of the activation.
+          const ey = cy!.toFloat32();
+          assertClose(gy!.toFloat32(), ey, { rtol: Math.max(tol, 2e-3), atol: Math.max(tol, 2e-3) * rms(ey) }, `${what}: gelu_tanh`);
+        });
+      }
+    }
+  }
+});
+
 /** torch.optim.AdamW's update in f64 (the reference the fused kernel follows). */
 function adamwReference(p: Float64Array, g: ArrayLike<number>, m: Float64Array, v: Float64Array, o: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; gradScale: number }): void {
   const bc1 = 1 - o.beta1 ** o.step;

@@ -136,3 +136,28 @@ test('a scope frees intermediates no gradient reads, keeps the saved ones, and b
   assert.ok(c!.disposed);
   w.grad!.dispose();
 });
+
+test('linearGelu equals gelu_tanh(linear) bitwise, forward and backward; its gradient passes a finite-difference check', () => {
+  for (const withBias of [true, false]) {
+    const x = randn([3, 5, 8], 11), w = randn([6, 8], 12), b = randn([6], 13);
+    for (const t of [x, w, b]) t.requiresGrad = true;
+    const fused = () => scope(() => {
+      const y = ops.linearGelu(x, w, withBias ? b : null);
+      const values = y.toArray(); // backward frees y
+      backward(ops.sum(ops.mul(y, y)));
+      return values;
+    });
+    const plain = () => scope(() => {
+      const y = ops.activation(ops.linear(x, w, withBias ? b : null), 'gelu_tanh');
+      const values = y.toArray();
+      backward(ops.sum(ops.mul(y, y)));
+      return values;
+    });
+    const grads = () => [x, w, b].map((t) => { const g = t.grad ? Array.from(t.grad.toArray()) : null; t.grad?.dispose(); t.grad = null; return g; });
+    const yf = fused(), gf = grads();
+    const yp = plain(), gp = grads();
+    assert.deepEqual(Array.from(yf), Array.from(yp), `forward, bias ${withBias}`);
+    assert.deepEqual(gf, gp, `gradients, bias ${withBias}`);
+  }
+  gradcheck((x, w, b) => ops.sum(ops.mul(ops.linearGelu(x, w, b), ops.linearGelu(x, w, b))), [randn([4, 5], 21), randn([3, 5], 22), randn([3], 23)]);
+});

@@ -3,7 +3,7 @@
 // in terms of ops, so it runs on every backend.
 
 import type { DType } from '../tensor/dtype.js';
-import { registerGradient, registerKernel, runKernel, view } from '../tensor/engine.js';
+import { noGrad, registerGradient, registerKernel, runKernel, view } from '../tensor/engine.js';
 import type { Backend } from '../tensor/backend.js';
 import type { Tensor } from '../tensor/tensor.js';
 
@@ -131,6 +131,33 @@ registerGradient('linear', ([dy], [x, w, bias]) => {
   const dw = matmul(dy2, x2, { transA: true }); // (N, R)·(R, K)
   return [dx, dw, bias ? sumRows(dy2) : null];
 }, { inputs: [0, 1] });
+
+/**
+ * gelu_tanh(x [.., K] · w[N, K]ᵀ + bias [N]) → [.., N] in one kernel (on CUDA, cuBLASLt's GELU
+ * epilogue); equal to activation(linear(x, w, bias), 'gelu_tanh').
+ */
+export function linearGelu(x: Tensor, w: Tensor, bias: Tensor | null = null): Tensor {
+  if (w.ndim !== 2) throw new Error(`linearGelu: weight must be 2-D [out, in], got [${w.shape}]`);
+  if (bias && (bias.ndim !== 1 || bias.dim(0) !== w.dim(0))) throw new Error(`linearGelu: bias [${bias.shape}] does not match weight [${w.shape}]`);
+  return runKernel('linearGelu', bias ? [x, w, bias] : [x, w], {})[0]!;
+}
+// Elsewhere: linear, then the activation (the reference the fused kernel is checked against).
+registerKernel('linearGelu', '*', (inputs) => noGrad(() => {
+  const pre = runKernel('linear', inputs, {})[0]!;
+  return [runKernel('activation', [pre], { kind: 'gelu_tanh' })[0]!, pre];
+}));
+registerGradient('linearGelu', ([dy, dpre], [x, w, bias], [, pre]) => {
+  if (dpre) throw new Error('linearGelu: the pre-activation output is for the gradient; gradients through it are not supported');
+  if (!dy) return [null, null, null];
+  const dh = runKernel('activationBackward', [pre!, dy], { kind: 'gelu_tanh' })[0]!; // (.., N)
+  const K = x!.dim(-1);
+  const N = w!.dim(0);
+  const dh2 = reshape(dh, [dh.numel / N, N]); // (R, N)
+  const x2 = reshape(x!, [x!.numel / K, K]); // (R, K)
+  const dx = reshape(matmul(dh2, w!), x!.shape); // (R, N)·(N, K)
+  const dw = matmul(dh2, x2, { transA: true }); // (N, R)·(R, K)
+  return [dx, dw, bias ? sumRows(dh2) : null];
+}, { inputs: [0, 1], outputs: [1] });
 
 // --- reshape: a view, backend-independent
 

@@ -43,6 +43,12 @@ export interface KernelAttrs {
   matmul: { transA: boolean; transB: boolean };
   /** x [.., K], w [N, K], bias? [N] → [.., N]  (y = x · wᵀ + b, nn.Linear). */
   linear: Record<string, never>;
+  /**
+   * x [.., K], w [N, K], bias? [N] → y = gelu_tanh(x · wᵀ + b) [.., N] and the pre-activation
+   * x · wᵀ + b [.., N] (what the gradient reads): GPT-NeoX's bias_gelu_fusion, one cuBLASLt call
+   * with the GELU_AUX(_BIAS) epilogue on CUDA.
+   */
+  linearGelu: Record<string, never>;
 
   // --- shape
   /** x → x permuted by `perm` (a copy). */
@@ -143,7 +149,7 @@ export const KERNEL_NAMES = [
   'layerNorm', 'layerNormBackward', 'rmsNorm', 'rmsNormBackward', 'scaleNorm', 'scaleNormBackward',
   'activation', 'activationBackward', 'gatedActivation', 'gatedActivationBackward', 'softmax', 'softmaxBackward',
   'dropout', 'rotary', 'attention', 'attentionBackward', 'crossEntropy', 'crossEntropyBackward', 'checkpoint', 'adamw',
-  'clipFactor', 'adamwMulti',
+  'clipFactor', 'adamwMulti', 'linearGelu',
 ] as const satisfies readonly KernelName[];
 
 // A compile-time check that KERNEL_NAMES lists every declared kernel.

@@ -15,6 +15,8 @@
 // A plan (descriptor, three layouts, the heuristic's first algorithm) is made once per shape,
 // dtype, transposes and epilogue, and kept. The bias epilogue adds a [N] vector to every row
 // (cuBLASLt's D column); BIAS_POINTER is a descriptor attribute, so it is set before each call.
+// The GELU epilogue (GELU_AUX, GELU_AUX_BIAS; shared/CUBLASLT.md §4) writes gelu_tanh of the result
+// to D and the pre-activation to the aux buffer, D-shaped with ld N, for the gradient.
 
 import koffi from 'koffi';
 import type { DType } from '../../tensor/dtype.js';
@@ -47,6 +49,8 @@ export interface Gemm {
   bias?: number;
   /** D += op(A)·op(B) instead of D = (beta = 1). */
   accumulate?: boolean;
+  /** D = gelu_tanh(result), the result (bias added) written here, D-shaped, same dtype (linearGelu). */
+  geluAux?: number;
 }
 
 interface Plan {
@@ -94,6 +98,7 @@ export class Blas {
   gemm(g: Gemm): void {
     const plan = this.plan(g);
     if (g.bias !== undefined) this.setDesc(plan.desc, DESC.BIAS_POINTER, g.bias, 8);
+    if (g.geluAux !== undefined) this.setDesc(plan.desc, DESC.EPILOGUE_AUX_POINTER, g.geluAux, 8);
     const beta = this.scalars + (g.accumulate ? 8n : 4n);
     this.lt.cublasLtMatmul(
       this.handle, plan.desc, this.scalars, g.b, plan.first, g.a, plan.second, beta,
@@ -107,7 +112,7 @@ export class Blas {
   }
 
   private plan(g: Gemm): Plan {
-    const key = `${g.dtype} ${g.transA ? 'T' : 'N'}${g.transB ? 'T' : 'N'} ${g.M} ${g.N} ${g.K} ${g.batch} ${g.strideA} ${g.strideB} ${g.bias !== undefined ? 'bias' : ''}`;
+    const key = `${g.dtype} ${g.transA ? 'T' : 'N'}${g.transB ? 'T' : 'N'} ${g.M} ${g.N} ${g.K} ${g.batch} ${g.strideA} ${g.strideB} ${g.bias !== undefined ? 'bias' : ''} ${g.geluAux !== undefined ? 'gelu' : ''}`;
     const hit = this.plans.get(key);
     if (hit) return hit;
     const lt = this.lt;
@@ -117,10 +122,16 @@ export class Blas {
     const desc = out1[0]!;
     this.setDesc(desc, DESC.TRANSA, g.transB ? CUBLAS_OP_T : CUBLAS_OP_N, 4);
     this.setDesc(desc, DESC.TRANSB, g.transA ? CUBLAS_OP_T : CUBLAS_OP_N, 4);
-    if (g.bias !== undefined) {
+    if (g.geluAux !== undefined) {
+      if (g.batch !== 1 || g.accumulate) throw new Error('the GELU epilogue is for a plain GEMM (batch 1, beta 0)');
+      this.setDesc(desc, DESC.EPILOGUE, g.bias !== undefined ? EPILOGUE.GELU_AUX_BIAS : EPILOGUE.GELU_AUX, 4);
+      this.setDesc(desc, DESC.EPILOGUE_AUX_POINTER, g.geluAux, 8);
+      this.setDesc(desc, DESC.EPILOGUE_AUX_LD, g.N, 8);
+      this.setDesc(desc, DESC.EPILOGUE_AUX_DATA_TYPE, type, 4);
+    } else if (g.bias !== undefined) {
       this.setDesc(desc, DESC.EPILOGUE, EPILOGUE.BIAS, 4);
-      this.setDesc(desc, DESC.BIAS_POINTER, g.bias, 8);
     }
+    if (g.bias !== undefined) this.setDesc(desc, DESC.BIAS_POINTER, g.bias, 8);
     const { M, N, K } = g;
     const first = g.transB ? this.layout(type, K, N, K) : this.layout(type, N, K, N);
     const second = g.transA ? this.layout(type, M, K, M) : this.layout(type, K, M, K);

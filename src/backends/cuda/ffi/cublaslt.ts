@@ -65,8 +65,11 @@ export const CUDA_R_16F = 2;
 export const CUDA_R_16BF = 14;
 export const CUBLAS_OP_N = 0;
 export const CUBLAS_OP_T = 1;
-export const DESC = { TRANSA: 3, TRANSB: 4, EPILOGUE: 7, BIAS_POINTER: 8, BIAS_DATA_TYPE: 26 } as const;
-export const EPILOGUE = { DEFAULT: 1, BIAS: 4 } as const;
+export const DESC = {
+  TRANSA: 3, TRANSB: 4, EPILOGUE: 7, BIAS_POINTER: 8, EPILOGUE_AUX_POINTER: 11, EPILOGUE_AUX_LD: 12, EPILOGUE_AUX_DATA_TYPE: 22,
+  BIAS_DATA_TYPE: 26,
+} as const;
+export const EPILOGUE = { DEFAULT: 1, BIAS: 4, GELU_AUX: 160, GELU_AUX_BIAS: 164 } as const;
 export const LAYOUT = { BATCH_COUNT: 5, STRIDED_BATCH_OFFSET: 6 } as const;
 export const PREF_MAX_WORKSPACE_BYTES = 1;
 /** sizeof(cublasLtMatmulHeuristicResult_t); the algo is its first 64 bytes, workspaceSize at 64. */

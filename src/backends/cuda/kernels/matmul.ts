@@ -1,7 +1,8 @@
 // CUDA kernels: matmul (batched, transposes, a shared operand) and linear (x · wᵀ + b) on cuBLASLt.
-// f32, bf16 or f16 storage, f32 accumulation; linear's bias rides cuBLASLt's BIAS epilogue.
+// f32, bf16 or f16 storage, f32 accumulation; linear's bias rides cuBLASLt's BIAS epilogue, and
+// linearGelu (bias_gelu_fusion) its GELU_AUX(_BIAS) epilogue: gelu_tanh and the pre-activation in one call.
 
-import { registerKernel } from '../../../tensor/engine.js';
+import { noGrad, registerKernel, runKernel } from '../../../tensor/engine.js';
 import { matmulShape } from '../../cpu/kernels/matmul.js';
 import { cuda, floatSuffix, out, ptr, sameDtype } from './util.js';
 
@@ -48,4 +49,30 @@ registerKernel('linear', 'cuda', ([x, w, bias], _attrs, backend) => {
     a: ptr(x!), b: ptr(w!), d: ptr(y), bias: bias ? ptr(bias) : undefined,
   });
   return [y];
+});
+
+registerKernel('linearGelu', 'cuda', (inputs, _attrs, backend) => {
+  const [x, w, bias] = inputs;
+  const be = cuda(backend);
+  sameDtype(x!, w!, 'linearGelu');
+  floatSuffix(x!.dtype, 'linearGelu');
+  if (bias) sameDtype(x!, bias, 'linearGelu (bias)');
+  const K = x!.dim(-1);
+  const [N, Kw] = w!.shape as [number, number];
+  if (K !== Kw) throw new Error(`linearGelu: input has ${K} features, weight [${w!.shape}] expects ${Kw}`);
+  if (K === 0 || x!.numel === 0) {
+    // Nothing for cuBLASLt to do: linear, then the activation (unrecorded: this is one kernel).
+    return noGrad(() => {
+      const pre = runKernel('linear', inputs, {})[0]!;
+      return [runKernel('activation', [pre], { kind: 'gelu_tanh' })[0]!, pre];
+    });
+  }
+  const shape = [...x!.shape.slice(0, -1), N];
+  const y = out(shape, x!.dtype, be);
+  const pre = out(shape, x!.dtype, be);
+  be.blas().gemm({
+    dtype: x!.dtype, transA: false, transB: true, M: x!.numel / K, N, K, batch: 1, strideA: 0, strideB: 0,
+    a: ptr(x!), b: ptr(w!), d: ptr(y), bias: bias ? ptr(bias) : undefined, geluAux: ptr(pre),
+  });
+  return [y, pre];
 });
