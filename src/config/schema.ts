@@ -408,9 +408,9 @@ const ZERO = block([
   f('stage', int(0, 3), 0, 'ZeRO stage: 0 off, 1 shard optimizer states, 2 + gradients, 3 + parameters.'),
   f('allgather_partitions', bool, true, 'Gather updated parameter shards with all-gather (vs broadcasts).'),
   f('allgather_bucket_size', posInt, 500000000, 'Elements all-gathered at a time.'),
-  f('overlap_comm', bool, false, 'Overlap gradient reduction with the backward pass.'),
+  f('overlap_comm', bool, false, 'Overlap gradient reduction with the backward pass. NeoX.ts always does (the result is bitwise the same as reducing after backward); the key is accepted for GPT-NeoX configs.'),
   f('reduce_scatter', bool, true, 'Average gradients with reduce-scatter instead of all-reduce.'),
-  f('reduce_bucket_size', posInt, 500000000, 'Elements reduced at a time.'),
+  f('reduce_bucket_size', posInt, 500000000, 'Elements reduced at a time: the gradient buckets of ZeRO 1–2. Without ZeRO the all-reduce buckets are at most 25 MiB of f32 (PyTorch DDP\'s), so that they overlap the backward pass.'),
   f('contiguous_gradients', bool, false, 'Copy gradients into one contiguous buffer as they are produced.'),
 ], Object.fromEntries([
   'cpu_offload', 'cpu_offload_params', 'cpu_offload_param', 'cpu_offload_use_pin_memory',
