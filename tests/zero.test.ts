@@ -312,9 +312,10 @@ test('a checkpoint saved by ZeRO-2 at W = 2 resumes at W = 1 (AdamW, and ZeRO on
   });
 });
 
-test('ZeRO misuse: stage 3, gradients left unreduced, a parameter twice, use after dispose', async () => {
+test('ZeRO misuse: stage 3 on the TCP group, gradients left unreduced, a parameter twice, use after dispose', async () => {
   await withGroups(1, async ([g]) => {
-    assert.throws(() => new ZeroOptimizer(g!, groupsOf(makeParams()), { betas: BETAS, eps: EPS, stage: 3 as ZeroStage }), /stage 3 is not 1 or 2 \(stage 3 is not implemented\)/);
+    assert.throws(() => new ZeroOptimizer(g!, groupsOf(makeParams()), { betas: BETAS, eps: EPS, stage: 4 as ZeroStage }), /stage 4 is not 1, 2 or 3/);
+    assert.throws(() => new ZeroOptimizer(g!, groupsOf(makeParams()), { betas: BETAS, eps: EPS, stage: 3 }), /stage 3 .* needs a process group with synchronous collectives .* the 'cpu' group has none/);
     const ps = makeParams();
     assert.throws(() => new ZeroOptimizer(g!, [{ params: [ps[0]!], weightDecay: 0 }, { params: [ps[0]!], weightDecay: 0 }], { betas: BETAS, eps: EPS }), /is in two parameter groups/);
     const z = new ZeroOptimizer(g!, groupsOf(ps), { betas: BETAS, eps: EPS, stage: 2 });

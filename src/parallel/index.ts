@@ -10,10 +10,12 @@
 //   cpu_group.ts      the CPU process group: TCP mesh, deterministic rank-order reductions
 //   data_parallel.ts  DataParallel: parameter broadcast, bucketed gradient averaging overlapped
 //                     with backward (beginBackward/finish) or after it (syncGradients); checksums
-//   zero.ts           ZeroOptimizer: ZeRO stages 1 (AdamW states sharded across ranks) and 2
-//                     (gradients too), on flat device buffers, reduce-scattered during backward
-//                     (beginBackward/finish) or after it; full-state checkpoints that load at
-//                     any world size
+//   thread_group.ts   ThreadProcessGroup: ranks as threads of one process, collectives through a
+//                     SharedArrayBuffer that complete synchronously (CPU tests of ZeRO stage 3)
+//   zero.ts           ZeroOptimizer: ZeRO stages 1 (AdamW states sharded across ranks), 2
+//                     (gradients too) and 3 (parameters too, gathered per model unit), on flat
+//                     device buffers, reduce-scattered during backward (beginBackward/finish) or
+//                     after it; full-state checkpoints that load at any world size
 //   hostfile.ts       hostfiles (`host slots=N`), include/exclude/num_nodes/num_gpus filters
 //   runners.ts        per-node pdsh commands, srun and mpirun lines, exported variables
 //   launcher.ts       `neox launch`: supervises local ranks (torchrun-like: fail fast, signals,
@@ -36,12 +38,15 @@ export { Store, StoreError, StoreServer, StoreTimeoutError, connectStore, startS
 export {
   CollectiveError, CompletedWork, PromiseWork, chunkBounds, createProcessGroup, registerProcessGroupBackend,
 } from './process_group.js';
-export type { GroupFactory, GroupInit, ProcessGroup, ReduceOp, Work } from './process_group.js';
+export type { GroupFactory, GroupInit, ProcessGroup, ReduceOp, SyncCollectives, Work } from './process_group.js';
+export { syncCollectivesOf } from './process_group.js';
+export { ThreadProcessGroup, threadGroupInit } from './thread_group.js';
+export type { ThreadGroupInit } from './thread_group.js';
 export { CpuProcessGroup, createCpuGroup } from './cpu_group.js';
 export { DataParallel, buildBuckets, parameterChecksum } from './data_parallel.js';
 export type { DataParallelOptions } from './data_parallel.js';
 export { BUCKETS_IN_FLIGHT, ZeroOptimizer, shardRange, zeroLayout } from './zero.js';
-export type { FullStateEntry, ZeroBucket, ZeroLayout, ZeroLayoutOptions, ZeroMemory, ZeroOptions, ZeroStage } from './zero.js';
+export type { FullStateEntry, GatherUnit, ParameterGather, ZeroBucket, ZeroLayout, ZeroLayoutOptions, ZeroMemory, ZeroOptions, ZeroStage } from './zero.js';
 
 /** The config keys initDistributed reads (NeoXConfig has them all). */
 export interface DistConfig {

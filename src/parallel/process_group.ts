@@ -1,7 +1,7 @@
 // The process-group interface: collectives over tensors among the ranks of a job, implemented by
 // cpu_group.ts (TCP, for CI and CPU training) and later by an NCCL group (CUDA tensors, streams).
 //
-// defines: ReduceOp, Work, ProcessGroup, CollectiveError, CompletedWork, PromiseWork,
+// defines: ReduceOp, Work, ProcessGroup, SyncCollectives, syncCollectivesOf, CollectiveError, CompletedWork, PromiseWork,
 //          GroupFactory, GroupInit, registerProcessGroupBackend, createProcessGroup, chunkBounds
 //
 // Semantics (those of torch.distributed / NCCL, so an NCCL group can slot in unchanged):
@@ -27,6 +27,13 @@
 // - In place (NCCL's in-place forms, which ZeRO uses on slices of its flat buffers): reduceScatter
 //   may take as output chunk `rank` of its input, allGather as input chunk `rank` of its output.
 //   Tensors may be views (tensor/views.ts: sliceView) of a larger buffer.
+// - Synchronous collectives (SyncCollectives, optional): allGatherNow / reduceScatterNow return
+//   when the result is usable in stream order, from code that cannot await (ZeRO stage 3 gathers
+//   a layer's parameters from inside the model's forward, and inside backward when activation
+//   checkpointing recomputes a layer). NCCL: issue, then Work.streamWait() (the host does not
+//   block; kernels queued afterwards see the result). The in-process worker-thread group
+//   (thread_group.ts, tests) completes them before returning. The TCP CPU group has none: its
+//   collectives are asynchronous work on the event loop, which a synchronous caller would starve.
 
 import type { Tensor } from '../tensor/tensor.js';
 import type { Store } from './store.js';
@@ -84,6 +91,22 @@ export interface ProcessGroup {
   newGroup(ranks: number[]): ProcessGroup | null;
   /** Releases connections (communicators); the group can't be used afterwards. */
   destroy(): Promise<void>;
+}
+
+/**
+ * Collectives whose result is usable (in stream order) when the call returns; same shapes and
+ * semantics as ProcessGroup.allGather / reduceScatter, in the same issue order as every other
+ * collective of the group.
+ */
+export interface SyncCollectives {
+  allGatherNow(output: Tensor, input: Tensor): void;
+  reduceScatterNow(output: Tensor, input: Tensor, op?: ReduceOp): void;
+}
+
+/** The group's synchronous collectives, or null when it has none (the TCP CPU group). */
+export function syncCollectivesOf(g: ProcessGroup): (ProcessGroup & SyncCollectives) | null {
+  const s = g as Partial<SyncCollectives>;
+  return typeof s.allGatherNow === 'function' && typeof s.reduceScatterNow === 'function' ? (g as ProcessGroup & SyncCollectives) : null;
 }
 
 /** What a backend needs to build the world group. */

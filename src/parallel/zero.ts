@@ -1,4 +1,4 @@
-// ZeRO stages 1 and 2: AdamW whose state (stage 1), and gradients (stage 2), are sharded across the
+// ZeRO stages 1, 2 and 3: AdamW whose state (stage 1), gradients (stage 2) and parameters (stage 3) are sharded across the
 // data-parallel ranks, on the device: CUDA tensors through the NCCL group, CPU tensors through the
 // CPU group. Nothing goes through the host but the gradient norm (one number per step, logged)
 // and checkpoints.
@@ -64,22 +64,48 @@
 // moment) into whole per-parameter tensors named as AdamW's (`{name}.exp_avg`, `{name}.exp_avg_sq`),
 // so a checkpoint saved at one world size loads at any other, and into plain AdamW;
 // loadFullState() takes this rank's slices out (one upload per moment).
-// Stage 3 (parameters sharded too, gathered per layer before its forward and backward) is not
-// built; see docs/parallel.md.
+// Stage 3 (docs/parallel.md, "ZeRO stage 3"): no flat parameter buffer; a rank keeps its slices of
+// every bucket in a parameter shard (S elements) that AdamW updates, and update() gathers nothing.
+// The layout never puts two gather units (options.units: GPTNeoX.gatherUnits()) in one bucket.
+// parameterGather() gives the model before(unit)/after(unit): all-gather the unit's buckets with
+// the group's synchronous collectives (SyncCollectives) into a temporary buffer the parameters
+// point at, and release it after (the parameters become storage-less: touching one throws), unless
+// the tape saved a parameter itself (f32 compute): then the bucket stays gathered until its
+// gradients are final (the beginBackward() hook; finish/reduceGradients/zeroGrad/update at the
+// latest). Gradients as stage 2. fullParameters()/loadFullParameters(): whole tensors, any W.
 
 import * as ops from '../ops/index.js';
 import { type AdamWOptions, type ParamGroup, clipFactorOf } from '../optim/adamw.js';
 import type { Backend } from '../tensor/backend.js';
-import { noGrad, runKernel, tensor, zeros } from '../tensor/engine.js';
+import { empty, noGrad, runKernel, tensor, zeros } from '../tensor/engine.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { adoptStorage, copyInto, sliceView, zeroInPlace } from '../tensor/views.js';
-import type { ProcessGroup, Work } from './process_group.js';
+import { type ProcessGroup, type Work, syncCollectivesOf } from './process_group.js';
 
-export type ZeroStage = 1 | 2;
+export type ZeroStage = 1 | 2 | 3;
+
+/**
+ * Stage 3: a part of the model whose parameters are gathered together before it runs (GPT-NeoX:
+ * the embedding, each layer, the final norm + output head). `params`: every parameter the unit
+ * reads; a parameter listed by several units (tied embeddings) belongs to the first, and the
+ * others gather its bucket too. Listed in forward order.
+ */
+export interface GatherUnit {
+  name: string;
+  params: readonly Tensor[];
+}
+
+/** What the model calls around each unit's forward (GPTNeoX.setParameterGather). */
+export interface ParameterGather {
+  before(unit: string): void;
+  after(unit: string): void;
+}
 
 export interface ZeroOptions extends AdamWOptions {
-  /** 1: optimizer state sharded (default); 2: gradients too. */
+  /** 1: optimizer state sharded (default); 2: gradients too; 3: parameters too (needs `units`). */
   stage?: ZeroStage;
+  /** Stage 3: the gather units, in forward order (GPTNeoX.gatherUnits()); they replace `order`. */
+  units?: readonly GatherUnit[];
   /** Most elements per reduce-scatter / all-gather bucket (zero_optimization.reduce_bucket_size); default: one bucket. */
   bucketElements?: number;
   /** Alignment of every parameter and rank slice, in elements (default 64 on CUDA, 1 on CPU). */
@@ -109,7 +135,7 @@ export interface ZeroMemory {
   optimizerState: number;
   /** Stage 1: the flat gradient buffer (every parameter's); stage 2: the gradient shard (≈ 1/W). */
   gradients: number;
-  /** The flat f32 parameter buffer (every parameter: stage 3 would shard it). */
+  /** The f32 parameters: stages 1–2 the flat buffer (every parameter); stage 3 this rank's shard (≈ 1/W). */
   parameters: number;
 }
 
@@ -135,6 +161,8 @@ export interface ZeroLayoutOptions {
   order?: readonly number[];
   /** Per parameter, a class (ZeroOptimizer: its group, i.e. weight decay); within a bucket, classes are laid out one after another (default: all 0). */
   classes?: readonly number[];
+  /** Per parameter, a gather unit (stage 3): no bucket holds parameters of two units (default: all 0). */
+  units?: readonly number[];
 }
 
 export interface ZeroLayout {
@@ -167,6 +195,7 @@ export function zeroLayout(numels: readonly number[], worldSize: number, opts: Z
   });
   if (order.length !== n) throw new Error(`zeroLayout: order must list each of the ${n} parameters once`);
   const classOf = (i: number) => opts.classes?.[i] ?? 0;
+  const unitOf = (i: number) => opts.units?.[i] ?? 0;
   // Bucket membership, walking the forward order backward (the order gradients become final).
   const members: number[][] = [];
   let current: number[] = [];
@@ -174,7 +203,7 @@ export function zeroLayout(numels: readonly number[], worldSize: number, opts: Z
   for (let j = n - 1; j >= 0; j--) {
     const i = order[j]!;
     const s = roundUp(numels[i]!, align);
-    if (current.length && size + s > maxElements) {
+    if (current.length && (size + s > maxElements || unitOf(i) !== unitOf(current[0]!))) {
       members.push(current);
       current = [];
       size = 0;
@@ -246,8 +275,8 @@ interface Run {
 
 /** Per bucket, the views the collectives use (kept for the optimizer's lifetime). */
 interface BucketViews {
-  /** The bucket in the flat parameter buffer, and this rank's slice of it (in-place all-gather). */
-  params: Tensor;
+  /** The bucket in the flat parameter buffer, and this rank's slice of it (in-place all-gather); stage 3: no flat buffer, the slice is in the parameter shard. */
+  params: Tensor | null;
   paramSlice: Tensor;
   /** Stage 1: the bucket in the flat gradient buffer and this rank's slice (in-place reduce-scatter). */
   grads: Tensor | null;
@@ -302,7 +331,18 @@ export class ZeroOptimizer {
   readonly layout: ZeroLayout;
   readonly backend: Backend;
   private readonly weightDecays: number[];
-  private readonly flatParams: Tensor;
+  /** Stages 1–2: every parameter (W·S); stage 3: null. */
+  private readonly flatParams: Tensor | null;
+  /** Stage 3: this rank's slices of the parameters (S). */
+  private readonly paramShard: Tensor | null;
+  /** Stage 3: per bucket, the gathered parameters while some unit holds them (or backward may read them). */
+  private readonly gathered: (Tensor | null)[] = [];
+  /** Stage 3: per bucket, how many units between before() and after() hold it. */
+  private readonly holds: number[] = [];
+  /** Stage 3: per bucket, the tape saved its parameters: keep them until their gradients are final. */
+  private readonly deferred: boolean[] = [];
+  /** Stage 3: per unit name, the buckets it gathers. */
+  private readonly unitBuckets = new Map<string, number[]>();
   private readonly flatGrads: Tensor | null;
   private readonly gradShard: Tensor | null;
   private readonly expAvg: Tensor;
@@ -325,7 +365,12 @@ export class ZeroOptimizer {
 
   constructor(readonly group: ProcessGroup, readonly groups: ParamGroup[], readonly opts: ZeroOptions) {
     this.stage = opts.stage ?? 1;
-    if (this.stage !== 1 && this.stage !== 2) throw new Error(`ZeroOptimizer: stage ${String(opts.stage)} is not 1 or 2 (stage 3 is not implemented)`);
+    if (this.stage !== 1 && this.stage !== 2 && this.stage !== 3) throw new Error(`ZeroOptimizer: stage ${String(opts.stage)} is not 1, 2 or 3`);
+    if (this.stage === 3 && !syncCollectivesOf(group)) {
+      throw new Error(`ZeroOptimizer: stage 3 gathers parameters inside forward and backward and needs a process group with synchronous collectives ` +
+        `(the NCCL group, device cuda; or the in-process thread group); the '${group.backend}' group has none`);
+    }
+    if (this.stage === 3 && !opts.units?.length) throw new Error('ZeroOptimizer: stage 3 needs the model\'s gather units (units: GPTNeoX.gatherUnits())');
     this.params = groups.flatMap((g) => g.params);
     this.weightDecays = groups.flatMap((g) => g.params.map(() => g.weightDecay));
     const groupOf = groups.flatMap((g, j) => g.params.map(() => j));
@@ -342,7 +387,25 @@ export class ZeroOptimizer {
     const align = opts.align ?? (backend.name === 'cpu' ? 1 : 64);
     this.params.forEach((p, i) => this.indexOf.set(p, i));
     let order: number[] | undefined;
-    if (opts.order) {
+    let unitOfParam: number[] | undefined;
+    if (this.stage === 3) {
+      // Forward order and unit membership from the units: each parameter in the first unit listing it.
+      unitOfParam = this.params.map(() => -1);
+      order = [];
+      opts.units!.forEach((u, j) => {
+        if (this.unitBuckets.has(u.name)) throw new Error(`ZeroOptimizer: two gather units are named '${u.name}'`);
+        this.unitBuckets.set(u.name, []);
+        for (const p of u.params) {
+          const i = this.indexOf.get(p);
+          if (i === undefined) throw new Error(`ZeroOptimizer: ${p} of gather unit '${u.name}' is in no parameter group`);
+          if (unitOfParam![i] !== -1) continue;
+          unitOfParam![i] = j;
+          order!.push(i);
+        }
+      });
+      const stray = unitOfParam.findIndex((u) => u === -1);
+      if (stray >= 0) throw new Error(`ZeroOptimizer (stage 3): parameter ${this.params[stray]} is in no gather unit, so nothing would gather it`);
+    } else if (opts.order) {
       order = opts.order.map((p) => {
         const i = this.indexOf.get(p);
         if (i === undefined) throw new Error(`ZeroOptimizer: ${p} is in \`order\` but in no parameter group`);
@@ -352,20 +415,24 @@ export class ZeroOptimizer {
         throw new Error(`ZeroOptimizer: \`order\` must list each of the ${this.params.length} parameters once (it has ${order.length}, ${new Set(order).size} distinct)`);
       }
     }
-    const layout = (this.layout = zeroLayout(this.params.map((p) => p.numel), group.size, { bucketElements: opts.bucketElements, align, order, classes: groupOf }));
+    const layout = (this.layout = zeroLayout(this.params.map((p) => p.numel), group.size, { bucketElements: opts.bucketElements, align, order, classes: groupOf, units: unitOfParam }));
     const { offsets, total, shardSize } = layout;
     const r = group.rank;
 
-    // The parameters move into the flat buffer (padding zero).
-    this.flatParams = zeros([total], 'f32', backend).keep();
-    this.params.forEach((p, i) => {
-      const v = sliceView(this.flatParams, offsets[i]!, p.shape);
-      copyInto(v, p);
-      adoptStorage(p, v);
-      v.dispose();
-    });
+    // Stages 1–2: the parameters move into the flat buffer (padding zero). Stage 3: this rank's
+    // slices go into the parameter shard (after the pieces are known, below).
+    const flatParams = (this.flatParams = this.stage === 3 ? null : zeros([total], 'f32', backend).keep());
+    this.paramShard = this.stage === 3 ? zeros([shardSize], 'f32', backend).keep() : null;
+    if (flatParams) {
+      this.params.forEach((p, i) => {
+        const v = sliceView(flatParams, offsets[i]!, p.shape);
+        copyInto(v, p);
+        adoptStorage(p, v);
+        v.dispose();
+      });
+    }
     this.flatGrads = this.stage === 1 ? zeros([total], 'f32', backend).keep() : null;
-    this.gradShard = this.stage === 2 ? zeros([shardSize], 'f32', backend).keep() : null;
+    this.gradShard = this.stage !== 1 ? zeros([shardSize], 'f32', backend).keep() : null;
     this.expAvg = zeros([shardSize], 'f32', backend).keep();
     this.expAvgSq = zeros([shardSize], 'f32', backend).keep();
     this.gradViews = this.params.map(() => null);
@@ -373,8 +440,8 @@ export class ZeroOptimizer {
     this.bucketViews = layout.buckets.map((b) => {
       const lo = b.start + r * b.slice;
       return {
-        params: sliceView(this.flatParams, b.start, [b.length]).keep(),
-        paramSlice: sliceView(this.flatParams, lo, [b.slice]).keep(),
+        params: flatParams ? sliceView(flatParams, b.start, [b.length]).keep() : null,
+        paramSlice: flatParams ? sliceView(flatParams, lo, [b.slice]).keep() : sliceView(this.paramShard!, b.shardOffset, [b.slice]).keep(),
         grads: this.flatGrads ? sliceView(this.flatGrads, b.start, [b.length]).keep() : null,
         gradSlice: this.flatGrads ? sliceView(this.flatGrads, lo, [b.slice]).keep() : null,
         shardGrad: this.gradShard ? sliceView(this.gradShard, b.shardOffset, [b.slice]).keep() : null,
@@ -392,7 +459,7 @@ export class ZeroOptimizer {
         const n = run.end - run.flat;
         this.runs.push({
           weightDecay: run.weightDecay,
-          p: sliceView(this.flatParams, run.flat, [n]).keep(),
+          p: flatParams ? sliceView(flatParams, run.flat, [n]).keep() : sliceView(this.paramShard!, run.shard, [n]).keep(),
           g: this.flatGrads ? sliceView(this.flatGrads, run.flat, [n]).keep() : sliceView(this.gradShard!, run.shard, [n]).keep(),
           m: sliceView(this.expAvg, run.shard, [n]).keep(),
           v: sliceView(this.expAvgSq, run.shard, [n]).keep(),
@@ -421,6 +488,109 @@ export class ZeroOptimizer {
     this.bucketOf = this.params.map(() => 0);
     layout.buckets.forEach((b, k) => b.params.forEach((i) => { this.bucketOf[i] = k; }));
     if (this.stage === 1) this.attachGradViews(false);
+    if (this.stage === 3) {
+      // This rank's slices into the shard; then every parameter lets go of its memory.
+      for (const piece of this.pieces) {
+        const p = this.params[piece.param]!;
+        const src = sliceView(p, piece.paramOffset, [piece.length]);
+        const dst = sliceView(this.paramShard!, piece.shardOffset, [piece.length]);
+        copyInto(dst, src);
+        src.dispose();
+        dst.dispose();
+      }
+      this.params.forEach((p, i) => p.releaseStorage(this.releasedNote(i)));
+      layout.buckets.forEach((b, k) => {
+        this.gathered.push(null);
+        this.holds.push(0);
+        this.deferred.push(false);
+        for (const i of b.params) if (unitOfParam![i] === -1) throw new Error(`internal: bucket ${k}`);
+      });
+      opts.units!.forEach((u) => {
+        const ks = new Set(u.params.map((p) => this.bucketOf[this.indexOf.get(p)!]!));
+        this.unitBuckets.set(u.name, [...ks].sort((a, b) => a - b));
+      });
+    }
+  }
+
+  private releasedNote(i: number): string {
+    return `parameter ${this.nameOf(i)} is sharded by ZeRO stage 3 and not gathered now; ` +
+      'the model gathers a unit\'s parameters around its forward (GPTNeoX.setParameterGather); use ZeroOptimizer.fullParameters() to read them';
+  }
+
+  // --- stage 3: gathering parameters
+
+  /**
+   * Stage 3: the hooks to install on the model (GPTNeoX.setParameterGather). before(unit) all-gathers
+   * the unit's buckets (synchronous collectives: the result is there, in stream order, when it
+   * returns) into a temporary buffer and points its parameters at it; after(unit) releases it
+   * (the parameters become storage-less, and touching one throws), unless the tape saved one of
+   * them for backward (f32 compute: linear saves its weight itself, not a cast copy): then the
+   * bucket stays gathered until its gradients are final (the hook of beginBackward(), or
+   * finish() / reduceGradients()), so backward never gathers again. Every rank must run the same
+   * units in the same order (it does: the same model code).
+   */
+  parameterGather(): ParameterGather {
+    if (this.stage !== 3) throw new Error('ZeroOptimizer.parameterGather: only stage 3 shards the parameters');
+    return { before: (unit) => this.gatherUnit(unit), after: (unit) => this.releaseUnit(unit) };
+  }
+
+  private bucketsOf(unit: string): number[] {
+    this.checkLive();
+    const ks = this.unitBuckets.get(unit);
+    if (!ks) throw new Error(`ZeroOptimizer: no gather unit '${unit}' (have: ${[...this.unitBuckets.keys()].join(', ')})`);
+    return ks;
+  }
+
+  private gatherUnit(unit: string): void {
+    for (const k of this.bucketsOf(unit)) {
+      this.holds[k]!++;
+      if (!this.gathered[k]) this.gatherBucket(k);
+      for (const i of this.layout.buckets[k]!.params) this.params[i]!.saved = false; // after() reads what this unit's tape saved
+    }
+  }
+
+  private releaseUnit(unit: string): void {
+    for (const k of this.bucketsOf(unit)) {
+      if (this.holds[k]! <= 0) throw new Error(`ZeroOptimizer: after('${unit}') without before('${unit}')`);
+      this.holds[k]!--;
+      if (this.layout.buckets[k]!.params.some((i) => this.params[i]!.saved)) this.deferred[k] = true;
+      this.maybeRelease(k);
+    }
+  }
+
+  /** Bucket k all-gathered into a fresh buffer; its parameters become views of it. */
+  private gatherBucket(k: number): void {
+    const b = this.layout.buckets[k]!;
+    const buf = empty([b.length], 'f32', this.backend);
+    syncCollectivesOf(this.group)!.allGatherNow(buf, this.bucketViews[k]!.paramSlice);
+    for (const i of b.params) {
+      const p = this.params[i]!;
+      const v = sliceView(buf, this.layout.offsets[i]! - b.start, p.shape);
+      p.adoptShared(v.sharedStorage);
+      v.dispose();
+    }
+    this.gathered[k] = buf;
+  }
+
+  /** Releases bucket k's gathered buffer when no unit holds it and backward will not read it. */
+  private maybeRelease(k: number, force = false): void {
+    const buf = this.gathered[k];
+    if (!buf || this.holds[k]! > 0 || (this.deferred[k] && !force)) return;
+    for (const i of this.layout.buckets[k]!.params) this.params[i]!.releaseStorage(this.releasedNote(i));
+    buf.dispose(); // the memory goes when the last view of it does (a tape may still hold one)
+    this.gathered[k] = null;
+    this.deferred[k] = false;
+  }
+
+  /** Backward is over: every bucket kept for it goes. */
+  private releaseDeferred(): void {
+    if (this.stage !== 3) return;
+    for (let k = 0; k < this.gathered.length; k++) this.maybeRelease(k, true);
+  }
+
+  /** Stage 3: how many buckets are gathered now (tests). */
+  get gatheredBuckets(): number {
+    return this.gathered.filter((g) => g !== null).length;
   }
 
   /** Bytes of optimizer state this rank holds (about 1/W of AdamW's 8 bytes per parameter). */
@@ -431,7 +601,10 @@ export class ZeroOptimizer {
   /** Persistent bytes per rank: optimizer state, gradients, parameters. */
   memory(): ZeroMemory {
     const { total, shardSize } = this.layout;
-    return { stage: this.stage, optimizerState: 8 * shardSize, gradients: 4 * (this.stage === 1 ? total : shardSize), parameters: 4 * total };
+    return {
+      stage: this.stage, optimizerState: 8 * shardSize, gradients: 4 * (this.stage === 1 ? total : shardSize),
+      parameters: 4 * (this.stage === 3 ? shardSize : total),
+    };
   }
 
   /** How many adamw launches a step makes (runs of pieces; tests). */
@@ -449,6 +622,7 @@ export class ZeroOptimizer {
     this.checkLive();
     this.checkNoRound('reduceGradients');
     if (this.stage === 1) return;
+    this.releaseDeferred();
     const first = this.reduced === 0;
     for (let k = 0; k < this.layout.buckets.length; k++) await this.reduceBucket(k, first);
     this.reduced++;
@@ -546,7 +720,8 @@ export class ZeroOptimizer {
         f.out?.dispose();
       }
     }
-    if (this.stage === 2) this.reduced++;
+    this.releaseDeferred();
+    if (this.stage !== 1) this.reduced++;
     else this.reducedInBackward = true;
   }
 
@@ -564,10 +739,11 @@ export class ZeroOptimizer {
         `${k < round.next ? ', after its bucket was already reduce-scattered' : ''}: its gradient was not final the first time. ` +
         'This happens when a parameter is used in two activation-checkpointed segments, or both inside and outside one ' +
         '(each segment is differentiated by its own nested backward). Keep each parameter in one segment ' +
-        `(or turn activation checkpointing off), or reduce after backward instead: ${this.stage === 2 ? 'reduceGradients()' : 'update()'} and no hook.`);
+        `(or turn activation checkpointing off), or reduce after backward instead: ${this.stage !== 1 ? 'reduceGradients()' : 'update()'} and no hook.`);
     }
     round.ready[i] = true;
     round.missing[k]!--;
+    if (round.missing[k] === 0 && this.stage === 3) this.maybeRelease(k, true); // no node left reads its parameters
     while (round.next < this.layout.buckets.length && round.missing[round.next] === 0) this.issueBucket(round, round.next++);
   }
 
@@ -630,6 +806,11 @@ export class ZeroOptimizer {
   async update(lr: number, maxNorm: number): Promise<{ norm: number; scale: number }> {
     this.checkLive();
     this.checkNoRound('update');
+    if (this.stage === 3) {
+      const held = this.holds.findIndex((h) => h > 0);
+      if (held >= 0) throw new Error('ZeroOptimizer.update (stage 3): a unit\'s parameters are still gathered (before() without after())');
+      this.releaseDeferred(); // a gathered copy would go stale
+    }
     const { rank } = this.group;
     // 1. averaged gradients in this rank's shard
     if (this.stage === 1) {
@@ -674,8 +855,8 @@ export class ZeroOptimizer {
           adamwStep(run.p, run.g, run.m, run.v, factor!, { lr, beta1, beta2, eps: this.opts.eps, weightDecay: run.weightDecay, step: this.step, gradScale: 1 });
         }
       });
-      // 4. every rank's updated slices → every rank's parameters
-      await waitAll(this.bucketViews.map((bv) => this.group.allGather(bv.params, bv.paramSlice)));
+      // 4. every rank's updated slices → every rank's parameters (stage 3: the next forward gathers them)
+      if (this.stage !== 3) await waitAll(this.bucketViews.map((bv) => this.group.allGather(bv.params!, bv.paramSlice)));
       norm = Math.sqrt(sq.item()); // the step's one host read, after it is queued
     } finally {
       sq.dispose();
@@ -691,6 +872,7 @@ export class ZeroOptimizer {
     if (this.disposed) return;
     this.checkNoRound('zeroGrad');
     this.reducedInBackward = false;
+    this.releaseDeferred();
     if (this.stage === 1) {
       this.params.forEach((p, i) => {
         if (p.grad && p.grad !== this.gradViews[i]) {
@@ -771,6 +953,58 @@ export class ZeroOptimizer {
     ]);
   }
 
+  /**
+   * The whole parameters, named (`names`) as the model's, for checkpoints: stages 1–2 read them;
+   * stage 3 all-gathers each bucket (collective: every rank calls it). One download per bucket.
+   */
+  async fullParameters(names: Map<Tensor, string>): Promise<FullStateEntry[]> {
+    this.checkLive();
+    const nameOf = (i: number) => {
+      const n = names.get(this.params[i]!);
+      if (n === undefined) throw new Error(`ZeroOptimizer.fullParameters: no name for ${this.params[i]}`);
+      return n;
+    };
+    if (this.stage !== 3) return this.params.map((p, i) => ({ name: nameOf(i), shape: p.shape, data: p.toFloat32() }));
+    const data = new Array<Float32Array>(this.params.length);
+    for (const [k, b] of this.layout.buckets.entries()) {
+      const out = zeros([b.length], 'f32', this.backend);
+      try {
+        await this.group.allGather(out, this.bucketViews[k]!.paramSlice);
+        const host = out.toFloat32();
+        for (const i of b.params) {
+          const o = this.layout.offsets[i]! - b.start;
+          data[i] = host.slice(o, o + this.params[i]!.numel);
+        }
+      } finally {
+        out.dispose();
+      }
+    }
+    return this.params.map((p, i) => ({ name: nameOf(i), shape: p.shape, data: data[i]! }));
+  }
+
+  /**
+   * Stage 3: takes this rank's slices out of whole parameter tensors (a checkpoint saved at any
+   * world size and stage, or without ZeRO). Stages 1–2 hold the parameters: load them directly.
+   */
+  loadFullParameters(lookup: (name: string) => Float32Array | undefined, names: Map<Tensor, string>): void {
+    this.checkLive();
+    if (this.stage !== 3) throw new Error('ZeroOptimizer.loadFullParameters: stage 3 only (stages 1–2: load into the parameters themselves)');
+    if (this.gathered.some((g) => g !== null)) throw new Error('ZeroOptimizer.loadFullParameters: parameters are gathered now (call it between steps)');
+    const host = new Float32Array(this.layout.shardSize);
+    for (const piece of this.pieces) {
+      const p = this.params[piece.param]!;
+      const n = names.get(p);
+      if (n === undefined) throw new Error(`ZeroOptimizer.loadFullParameters: no name for ${p}`);
+      const full = lookup(n);
+      if (!full) throw new Error(`parameter ${n} is missing`);
+      if (full.length !== p.numel) throw new Error(`parameter ${n} has ${full.length} elements, the model's ${p.numel}`);
+      host.set(full.subarray(piece.paramOffset, piece.paramOffset + piece.length), piece.shardOffset);
+    }
+    const t = tensor(host, [this.layout.shardSize], 'f32', this.backend);
+    copyInto(this.paramShard!, t);
+    t.dispose();
+  }
+
   /** Takes this rank's slices out of whole moment tensors (saved at any world size, or by AdamW). */
   loadFullState(lookup: (name: string) => Float32Array | undefined, names: Map<Tensor, string>, step: number): void {
     this.checkLive();
@@ -798,14 +1032,16 @@ export class ZeroOptimizer {
 
   /**
    * Releases the optimizer's buffers and views. The parameters keep their memory (views of the
-   * flat buffer, which lives as long as they do); stage 1 gradients stay as they are.
+   * flat buffer, which lives as long as they do); stage 1 gradients stay as they are. Stage 3:
+   * the parameters have no memory of their own (read them with fullParameters() first).
    */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
     for (const run of this.runs) for (const t of [run.p, run.g, run.m, run.v]) t.dispose();
     for (const bv of this.bucketViews) for (const t of [bv.params, bv.paramSlice, bv.grads, bv.gradSlice, bv.shardGrad]) t?.dispose();
-    for (const t of [this.flatParams, this.flatGrads, this.gradShard, this.expAvg, this.expAvgSq]) t?.dispose();
+    for (const t of this.gathered) t?.dispose();
+    for (const t of [this.flatParams, this.paramShard, this.flatGrads, this.gradShard, this.expAvg, this.expAvgSq]) t?.dispose();
   }
 
   private checkLive(): void {

@@ -42,6 +42,8 @@ export class Tensor {
   saved = false;
   name?: string;
   private shared: SharedStorage | null;
+  /** Set while the memory is released but the tensor lives on (releaseStorage): why, for the error. */
+  private releasedNote: string | null = null;
 
   constructor(shape: readonly number[], readonly dtype: DType, readonly backend: Backend, shared: SharedStorage) {
     for (const d of shape) {
@@ -57,18 +59,25 @@ export class Tensor {
   }
 
   get disposed(): boolean {
-    return this.shared === null;
+    return this.shared === null && this.releasedNote === null;
   }
 
-  /** The backend memory; kernels use it. Throws if the tensor was disposed. */
+  /** Whether the memory is released for now (releaseStorage) and not given back yet (adoptShared). */
+  get storageReleased(): boolean {
+    return this.releasedNote !== null;
+  }
+
+  /** The backend memory; kernels use it. Throws if the tensor was disposed (or its memory released). */
   get storage(): Storage {
-    if (this.shared === null) throw new Error(`tensor #${this.id}${this.name ? ` (${this.name})` : ''} used after dispose`);
-    return this.shared.storage;
+    return this.sharedStorage.storage;
   }
 
   /** @internal the shared storage, for views. */
   get sharedStorage(): SharedStorage {
-    if (this.shared === null) throw new Error(`tensor #${this.id} used after dispose`);
+    if (this.shared === null) {
+      if (this.releasedNote !== null) throw new Error(`tensor #${this.id}${this.name ? ` (${this.name})` : ''} has no memory now: ${this.releasedNote}`);
+      throw new Error(`tensor #${this.id}${this.name ? ` (${this.name})` : ''} used after dispose`);
+    }
     return this.shared;
   }
 
@@ -102,14 +111,27 @@ export class Tensor {
    * way (views.ts: adoptStorage), so the model keeps the objects it holds.
    */
   adoptShared(shared: SharedStorage): void {
-    if (this.shared === null) throw new Error(`tensor #${this.id} used after dispose`);
+    if (this.shared === null && this.releasedNote === null) throw new Error(`tensor #${this.id} used after dispose`);
     if (shared.backend !== this.backend) throw new Error(`adoptShared: storage of backend ${shared.backend.name} for a ${this.backend.name} tensor`);
     const need = this.numel * ITEM_SIZE[this.dtype];
     if (shared.storage.bytes < need) throw new Error(`adoptShared: a ${shared.storage.bytes}-byte storage for ${this} (${need} bytes)`);
     if (shared === this.shared) return;
     shared.refs++;
-    this.shared.release();
+    this.shared?.release();
     this.shared = shared;
+    this.releasedNote = null;
+  }
+
+  /**
+   * @internal Releases the memory while the tensor lives on (shape, grad, flags, tape links stay):
+   * any read of its values then throws, saying `note` (why, and what gives it memory again);
+   * adoptShared gives it memory again. ZeRO stage 3 does this to a parameter between gathers.
+   */
+  releaseStorage(note: string): void {
+    if (this.shared === null && this.releasedNote === null) throw new Error(`tensor #${this.id} used after dispose`);
+    this.shared?.release();
+    this.shared = null;
+    this.releasedNote = note;
   }
 
   /**
@@ -129,9 +151,10 @@ export class Tensor {
   }
 
   dispose(): void {
-    if (this.shared === null) return;
-    this.shared.release();
+    if (this.shared === null && this.releasedNote === null) return;
+    this.shared?.release();
     this.shared = null;
+    this.releasedNote = null;
     this.creator = null;
     if (this.grad) {
       this.grad.dispose();

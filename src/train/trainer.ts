@@ -10,7 +10,10 @@
 // reduce-scattered while backward runs (ZeroOptimizer.beginBackward / finish): stage 2 every
 // micro-batch's, into this rank's gradient shard, freeing the full gradients bucket by bucket;
 // stage 1 the last micro-batch's, in place. update() clips, updates this rank's shard and
-// all-gathers the parameters.
+// all-gathers the parameters. Stage 3 (NCCL only: it needs synchronous collectives) keeps only
+// this rank's shard of the parameters too: the model gathers each unit's parameters around its
+// forward (GPTNeoX.setParameterGather), update() gathers nothing, and checkpoints gather whole
+// tensors (ZeroOptimizer.fullParameters), so they load at any world size and stage.
 
 import { existsSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
@@ -30,6 +33,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { selectBackend } from './device.js';
 import { initDistributed } from '../parallel/index.js';
 import { type FullStateEntry, ZeroOptimizer } from '../parallel/zero.js';
+import { syncCollectivesOf } from '../parallel/process_group.js';
 import { TrainLogger, humanCount } from './logger.js';
 import { generate } from './sample.js';
 import { curriculumSeqLength, validateCurriculum } from './curriculum.js';
@@ -106,20 +110,29 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
   // ZeRO shards AdamW's moments (stage 1) and the gradients (stage 2) across the data-parallel
   // ranks; without it every rank holds them all. One process has nothing to shard: plain AdamW.
   const zeroStage = cfg.zero_optimization?.stage ?? 0;
-  if (zeroStage > 2) throw new TrainingError(`zero_optimization.stage ${zeroStage} (parameter sharding) is not implemented yet; use 1 (optimizer states) or 2 (optimizer states and gradients)`);
+  if (zeroStage > 3) throw new TrainingError(`zero_optimization.stage ${zeroStage} does not exist; use 1 (optimizer states), 2 (and gradients) or 3 (and parameters)`);
+  if (zeroStage === 3 && dist && !syncCollectivesOf(dist.group)) {
+    throw new TrainingError(`zero_optimization.stage 3 needs the NCCL group (device cuda): it gathers each layer's parameters inside forward and backward ` +
+      `with synchronous collectives, which the CPU group (${dist.group.backend}) does not have; use stage 1 or 2 on CPU ranks`);
+  }
+  // Stage 3 shards the parameters at once: every rank starts from rank 0's first.
+  if (zeroStage === 3 && dist) await dist.broadcastParameters(model.parameters());
   if (zeroStage > 0 && lossScaler) throw new TrainingError(`zero_optimization.stage ${zeroStage} with fp16 loss scaling is not implemented yet; use bf16`);
   const zero = dist && zeroStage > 0
     ? new ZeroOptimizer(dist.group, groups, {
-      ...adamOpts, stage: zeroStage as 1 | 2, bucketElements: cfg.zero_optimization.reduce_bucket_size,
+      ...adamOpts, stage: zeroStage as 1 | 2 | 3, bucketElements: cfg.zero_optimization.reduce_bucket_size,
       names: new Map(model.namedParameters().map(([n, p]) => [p, n] as const)),
       order: model.parameters(), // buckets in backward order, not the groups' (all matrices, then all vectors)
+      units: zeroStage === 3 ? model.gatherUnits() : undefined, // stage 3: buckets per unit, gathered around its forward
     })
     : null;
+  if (zero?.stage === 3) model.setParameterGather(zero.parameterGather());
   const optimizer = zero ?? new AdamW(groups, adamOpts);
   if (zero) {
     const m = zero.memory();
     log.info(`ZeRO-${zeroStage}: ${humanCount(m.optimizerState)}B of optimizer state on this rank (1/${dp} of ${humanCount(8 * model.numParameters())}B), ` +
-      `${humanCount(m.gradients)}B of gradients (${zeroStage === 2 ? `a 1/${dp} shard` : 'all'}), ${humanCount(m.parameters)}B of f32 parameters (all); ` +
+      `${humanCount(m.gradients)}B of gradients (${zeroStage >= 2 ? `a 1/${dp} shard` : 'all'}), ` +
+      `${humanCount(m.parameters)}B of f32 parameters (${zeroStage === 3 ? `a 1/${dp} shard, each unit gathered around its forward` : 'all'}); ` +
       `${zero.layout.buckets.length} bucket${zero.layout.buckets.length === 1 ? '' : 's'} reduce-scattered during backward`);
   }
   const decayIters = cfg.lr_decay_iters ?? trainIters;
@@ -136,7 +149,7 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
     iteration = restore(cfg, model, optimizer, backend, log);
     if (iteration >= trainIters) log.info(`nothing left to train: the checkpoint is at iteration ${iteration} of ${trainIters} (raise train_iters, or delete ${cfg.load} to start over)`);
   }
-  if (dist) await dist.broadcastParameters(model.parameters());
+  if (dist && zero?.stage !== 3) await dist.broadcastParameters(model.parameters());
 
   // A loader step is micro × dp samples; this rank reads its `micro` rows of it.
   const distOpts = { ...iterOpts, rank, worldSize: dp };
@@ -171,7 +184,7 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
       model.setDropoutSeed(cfg.seed + k * 2 ** 32);
       // ZeRO-2 reduce-scatters every micro-batch's gradients as backward makes them (the full
       // gradients of one bucket or two exist at a time); ZeRO-1, and DDP, the last micro-batch's.
-      const zeroHook = zero && (zero.stage === 2 || m === gas - 1);
+      const zeroHook = zero && (zero.stage !== 1 || m === gas - 1);
       scope(() => {
         const [ids, labels, mask, maskCount] = toTensors(trainBatches.batch(k), seqLength);
         const loss = model.loss(ids, labels, mask, maskCount);
@@ -258,17 +271,21 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
     const every = cfg.checkpoint_factor;
     if (cfg.save && ((every && iteration % every === 0) || iteration === trainIters)) {
       // ZeRO's moments are gathered from every rank (a collective); rank 0 writes.
-      const gathered = optimizer instanceof ZeroOptimizer && !cfg.no_save_optim ? await optimizer.fullState(new Map(model.namedParameters().map(([n, p]) => [p, n]))) : null;
-      if (isMain) save(cfg, model, optimizer, gathered, iteration, log);
+      const names = new Map(model.namedParameters().map(([n, p]) => [p, n]));
+      const gathered = optimizer instanceof ZeroOptimizer && !cfg.no_save_optim ? await optimizer.fullState(names) : null;
+      // Stage 3: the whole parameters gathered from every rank's shard (a collective too).
+      const weights = optimizer instanceof ZeroOptimizer && optimizer.stage === 3 ? await optimizer.fullParameters(names) : null;
+      if (isMain) save(cfg, model, optimizer, gathered, iteration, log, weights);
     }
   }
   log.close(); // clears the progress line, closes the TensorBoard file
 
-  if (dist) {
+  if (dist && zero?.stage !== 3) { // stage 3: each rank holds its own shard, nothing to compare
     const checksum = await dist.checkParametersInSync(params);
     log.info(`data parallel: parameters identical on all ${dp} ranks (checksum ${checksum})`);
   }
-  if (isMain && cfg.sample_after_training && iteration === trainIters) {
+  // Stage 3: every rank runs the forward passes (each gathers parameters collectively); rank 0 logs.
+  if ((isMain || zero?.stage === 3) && cfg.sample_after_training && iteration === trainIters) {
     // Prompted with the start of a held-out sample, so the text continues something real.
     const heldOut = (data.valid ?? data.train).get(0);
     const prompt = Array.from(heldOut.subarray(0, Math.min(48, heldOut.length - 1)));
@@ -384,11 +401,12 @@ function nonFinite(value: number, iteration: number, cfg: NeoXConfig, optimizer:
     `${cfg.save ? `The last good checkpoint in ${cfg.save} is untouched. ` : ''}Try a lower learning rate or gradient_clipping.`);
 }
 
-function save(cfg: NeoXConfig, model: GPTNeoX, optimizer: AdamW | ZeroOptimizer, gathered: FullStateEntry[] | null, iteration: number, log: TrainLogger): void {
+function save(cfg: NeoXConfig, model: GPTNeoX, optimizer: AdamW | ZeroOptimizer, gathered: FullStateEntry[] | null, iteration: number, log: TrainLogger,
+  weights: FullStateEntry[] | null = null): void {
   const named = model.namedParameters();
   const names = new Map(named.map(([n, p]) => [p, n] as const));
   const asHost = (t: Tensor): HostTensor => hostTensor(t.dtype, t.shape, t.toArray());
-  const modelTensors = named.map(([n, p]) => [n, asHost(p)] as const);
+  const modelTensors = weights ? weights.map((e) => [e.name, hostTensor('f32', e.shape, e.data)] as const) : named.map(([n, p]) => [n, asHost(p)] as const);
   const optimTensors = cfg.no_save_optim ? undefined
     : gathered ? gathered.map((e) => [e.name, hostTensor('f32', e.shape, e.data)] as const)
       : (optimizer as AdamW).stateTensors(names).map(([n, t]) => [n, asHost(t)] as const);
@@ -419,7 +437,18 @@ function restore(cfg: NeoXConfig, model: GPTNeoX, optimizer: AdamW | ZeroOptimiz
     });
     t.dispose();
   };
-  for (const [n, p] of named) copyInto(p, ckpt.model.get(n), n);
+  if (optimizer instanceof ZeroOptimizer && optimizer.stage === 3) {
+    // Stage 3: whole tensors (saved at any world size and stage) → this rank's parameter shard.
+    for (const [n, p] of named) {
+      const src = ckpt.model.get(n);
+      if (!src) throw new TrainingError(`checkpoint ${ckpt.dir} has no tensor ${n}`);
+      if (src.shape.join(',') !== p.shape.join(',')) throw new TrainingError(`checkpoint ${ckpt.dir}: ${n} has shape [${src.shape}], the model expects [${p.shape}]`);
+    }
+    const weights = (name: string) => { const t = ckpt.model.get(name); return t ? Float32Array.from(hostArrayOf(t).data) : undefined; };
+    optimizer.loadFullParameters(weights, new Map(named.map(([n, p]) => [p, n])));
+  } else {
+    for (const [n, p] of named) copyInto(p, ckpt.model.get(n), n);
+  }
   if (cfg.finetune) {
     log.info(`finetuning from ${ckpt.dir} (weights only, starting at iteration 0)`);
     return 0;

@@ -31,7 +31,7 @@
 // (newGroup), ncclCommAbort/ncclCommGetAsyncError (the watchdog).
 
 import { CollectiveError, PromiseWork, registerProcessGroupBackend } from '../../parallel/process_group.js';
-import type { GroupInit, ProcessGroup, ReduceOp, Work } from '../../parallel/process_group.js';
+import type { GroupInit, ProcessGroup, ReduceOp, SyncCollectives, Work } from '../../parallel/process_group.js';
 import type { Store } from '../../parallel/store.js';
 import { getBackend } from '../../tensor/engine.js';
 import type { Tensor } from '../../tensor/tensor.js';
@@ -200,7 +200,7 @@ class NcclWork implements Work {
   }
 }
 
-export class NcclProcessGroup implements ProcessGroup {
+export class NcclProcessGroup implements ProcessGroup, SyncCollectives {
   readonly backend = 'nccl';
   readonly size: number;
   private readonly api: Nccl;
@@ -281,6 +281,16 @@ export class NcclProcessGroup implements ProcessGroup {
       const { type, scale } = ncclDataTypeOf(input.dtype, false);
       if (n > 0) this.api.ncclAllGather(ptr(input), ptr(output), n * scale, type, this.comm, this.commStream);
     });
+  }
+
+  /** SyncCollectives: the all-gather issued and the compute stream ordered after it (the host does not wait). */
+  allGatherNow(output: Tensor, input: Tensor): void {
+    this.allGather(output, input).streamWait!();
+  }
+
+  /** SyncCollectives: the reduce-scatter issued and the compute stream ordered after it. */
+  reduceScatterNow(output: Tensor, input: Tensor, op: ReduceOp = 'sum'): void {
+    this.reduceScatter(output, input, op).streamWait!();
   }
 
   broadcast(t: Tensor, root: number): Work {

@@ -12,6 +12,12 @@
 // cache.length … cache.length + T − 1 and lets each Attention hand its new k/v to the cache
 // (AttentionCache, implemented by src/infer/kv_cache.ts), attending over what it returns. The cache
 // holds (B, Hkv, S, D), so that path permutes to the 'bhsd' layout (a few positions per step).
+//
+// Parameter gathering (ZeRO stage 3, src/parallel/zero.ts): with setParameterGather(hooks), every
+// forward (training, evaluation, the KV-cache path, activation checkpointing's recompute in
+// backward) calls hooks.before(unit) before a unit runs and hooks.after(unit) after it, for the
+// units of gatherUnits(): 'embed' (input and position embeddings), 'layers.i', and 'head' (the
+// final norm and output head, with the chunked loss's head too).
 
 import { type InitContext, withInitWeight } from '../../nn/init.js';
 import { type ComputePrecision, Embedding, Linear, Norm, type ParamFactory, atCompute } from '../../nn/layers.js';
@@ -55,6 +61,12 @@ export interface ForwardOptions {
   cache?: AttentionCache;
   /** Stop after the final norm: the hidden states (B, T, C) instead of logits. */
   hiddenOnly?: boolean;
+}
+
+/** Called around each gather unit's forward (ZeRO stage 3 gathers and releases its parameters). */
+export interface ParameterGatherHooks {
+  before(unit: string): void;
+  after(unit: string): void;
 }
 
 /** Where one layer's forward sits in an incremental decode. */
@@ -172,6 +184,7 @@ export class GPTNeoX extends Module {
   private sinusoid: Tensor | null = null;
   private checkpointEvery = 0;
   private lossChunk = 0;
+  private gather: ParameterGatherHooks | null = null;
   /** The dtype every layer computes in (parameters stay in `dtype`); see setComputeDtype. */
   readonly precision: ComputePrecision;
 
@@ -213,6 +226,35 @@ export class GPTNeoX extends Module {
     this.checkpointEvery = layers;
   }
 
+  /**
+   * Hooks called around each gather unit's forward (ZeRO stage 3: ZeroOptimizer.parameterGather());
+   * null removes them. Every forward runs the units in the same order on every rank.
+   */
+  setParameterGather(hooks: ParameterGatherHooks | null): void {
+    this.gather = hooks;
+  }
+
+  /** The gather units in forward order, each with every parameter it reads (the head's includes embed_in.weight when tied). */
+  gatherUnits(): { name: string; params: Tensor[] }[] {
+    return [
+      { name: 'embed', params: [this.embed_in.weight, ...(this.embed_pos ? [this.embed_pos.weight] : [])] },
+      ...this.layers.map((layer, i) => ({ name: `layers.${i}`, params: layer.parameters() })),
+      { name: 'head', params: [...this.final_layer_norm.parameters(), this.embed_out ?? this.embed_in.weight] },
+    ];
+  }
+
+  /** fn() between the gather hooks of `unit` (none installed: just fn()). */
+  private unit<T>(name: string, fn: () => T): T {
+    const g = this.gather;
+    if (!g) return fn();
+    g.before(name);
+    try {
+      return fn();
+    } finally {
+      g.after(name);
+    }
+  }
+
   /** Seeds this step's dropout masks (a function of the run seed and the micro-step). */
   setDropoutSeed(seed: number): void {
     this.drop.seed = seed;
@@ -224,19 +266,31 @@ export class GPTNeoX extends Module {
    * cache.length + T − 1 and every layer extends the cache with its keys and values.
    */
   forward(ids: Tensor, opts: ForwardOptions = {}): Tensor {
+    const x = this.trunk(ids, opts.cache);
+    return this.unit('head', () => {
+      const h = this.final_layer_norm.forward(x);
+      if (opts.hiddenOnly) return h; // (B, T, C)
+      return ops.linear(h, atCompute(this.embed_out ?? this.embed_in.weight, this.precision)); // (B, T, V)
+    });
+  }
+
+  /** Embeddings and layers: (B, T, C) before the final norm. */
+  private trunk(ids: Tensor, cache: AttentionCache | undefined): Tensor {
     const [, T] = ids.shape as [number, number];
-    const cache = opts.cache;
     const offset = cache?.length ?? 0; // read once: layers extend the cache as they run
     if (offset + T > this.cfg.maxPositions && (this.cfg.posEmb === 'learned' || this.cfg.posEmb === 'sinusoidal')) {
       throw new Error(`sequence of ${offset + T} tokens is longer than max_position_embeddings (${this.cfg.maxPositions})`);
     }
-    let x = this.embed_in.forward(ids); // (B, T, C)
-    if (this.embed_pos) {
-      const pos = tensor(Int32Array.from({ length: T }, (_, i) => offset + i), [T], 'i32', this.backend);
-      x = ops.add(x, this.embed_pos.forward(pos)); // (T, C) broadcast over B
-    } else if (this.cfg.posEmb === 'sinusoidal') {
-      x = ops.add(x, offset === 0 ? this.sinusoidal(T) : this.sinusoidalAt(offset, T)); // (T, C)
-    }
+    let x = this.unit('embed', () => {
+      let e = this.embed_in.forward(ids); // (B, T, C)
+      if (this.embed_pos) {
+        const pos = tensor(Int32Array.from({ length: T }, (_, i) => offset + i), [T], 'i32', this.backend);
+        e = ops.add(e, this.embed_pos.forward(pos)); // (T, C) broadcast over B
+      } else if (this.cfg.posEmb === 'sinusoidal') {
+        e = ops.add(e, offset === 0 ? this.sinusoidal(T) : this.sinusoidalAt(offset, T)); // (T, C)
+      }
+      return e;
+    });
     x = this.drop.apply(x, this.cfg.hiddenDropout, this.training);
     const every = this.checkpointEvery;
     if (every > 0 && this.training && !cache) {
@@ -246,19 +300,17 @@ export class GPTNeoX extends Module {
         const dropoutOffset = this.drop.offset; // the recompute must draw the same dropout masks
         x = checkpoint(([h]) => {
           this.drop.offset = dropoutOffset;
-          return group.reduce((y, layer) => layer.forward(y), h!);
+          return group.reduce((y, layer, j) => this.unit(`layers.${i + j}`, () => layer.forward(y)), h!);
         }, [x]);
       }
     } else if (cache) {
-      for (const [i, layer] of this.layers.entries()) x = layer.forward(x, { cache, layer: i, offset });
+      for (const [i, layer] of this.layers.entries()) x = this.unit(`layers.${i}`, () => layer.forward(x, { cache, layer: i, offset }));
     } else {
       // Each layer in its own scope: what its backward does not read (the qkv projection, the
       // unrotated q and k, branch outputs, residual sums) is freed as soon as the layer's forward ends.
-      for (const layer of this.layers) x = scope(() => layer.forward(x));
+      for (const [i, layer] of this.layers.entries()) x = this.unit(`layers.${i}`, () => scope(() => layer.forward(x)));
     }
-    x = this.final_layer_norm.forward(x);
-    if (opts.hiddenOnly) return x; // (B, T, C)
-    return ops.linear(x, atCompute(this.embed_out ?? this.embed_in.weight, this.precision)); // (B, T, V)
+    return x;
   }
 
   /**
@@ -276,7 +328,13 @@ export class GPTNeoX extends Module {
     // Chunked output head: the (N, V) logits never exist at once. Each chunk of rows is projected,
     // scored and reduced to its masked loss sum under activation checkpointing, so backward
     // recomputes one chunk's logits at a time.
-    const x = this.forward(ids, { hiddenOnly: true }); // (B, T, C)
+    const h = this.trunk(ids, undefined);
+    return this.unit('head', () => this.chunkedLoss(this.final_layer_norm.forward(h), labels, mask, maskSum));
+  }
+
+  /** loss() with the output head over chunks of rows; x (B, T, C): the final norm's output. */
+  private chunkedLoss(x: Tensor, labels: Tensor, mask: Tensor, maskSum?: number): Tensor {
+    const N = labels.numel;
     const C = this.cfg.hiddenSize;
     const w = atCompute(this.embed_out ?? this.embed_in.weight, this.precision); // (V, C)
     const sizes = Array.from({ length: Math.ceil(N / this.lossChunk) }, (_, i) => Math.min(this.lossChunk, N - i * this.lossChunk));
