@@ -12,7 +12,7 @@
 #   bench     NeoX.ts (BENCH_MODELS, also with --loss-chunk for CHUNK_MODELS) and PyTorch eager
 #   npmtest   the whole `npm test` with a GPU present
 #   multi     (2+ GPUs) NCCL across processes, the trainer on 2 GPUs vs 1, and data-parallel
-#             throughput of NeoX.ts (ZeRO 0, and ZERO_STAGES for memory) vs torch_ddp.py on GPUS
+#             throughput of NeoX.ts (ZeRO 0; with ZERO_STAGES="1 2 3" also those, for memory per GPU) vs torch_ddp.py on GPUS
 set -uo pipefail
 root=${OUT:-gpu-out}
 out=$root/logs

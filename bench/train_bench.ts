@@ -4,10 +4,10 @@
 //
 //   node dist/bench/train_bench.js [pythia-160m pythia-410m pythia-1.4b | tiny] [--seq N] [--mb N]
 //        [--steps N] [--warmup N] [--device auto|cpu|cuda] [--precision bf16|fp32] [--loss-chunk TOKENS]
-//        [--zero 0|1|2]
+//        [--zero 0|1|2|3]
 //
 // Data parallel (as ../shared/bench/torch_ddp.py under torchrun), one process per GPU:
-//   neox launch --nproc-per-node N --exec node dist/bench/train_bench.js MODEL [--zero 1|2]
+//   neox launch --nproc-per-node N --exec node dist/bench/train_bench.js MODEL [--zero 1|2|3]
 // Each rank trains its micro-batch; gradients are averaged in buckets during backward (zero 0) or
 // reduce-scattered by ZeRO; rank 0 prints tokens/s over all GPUs and per GPU, and every rank's peak.
 //
@@ -54,7 +54,7 @@ async function main(): Promise<void> {
   const backend = await selectBackend(values.device ?? 'auto');
   // Launched with WORLD_SIZE > 1: data parallel over NCCL (CUDA) or the CPU group.
   const zeroStage = Number(values.zero ?? 0);
-  if (![0, 1, 2].includes(zeroStage)) throw new Error(`--zero must be 0, 1 or 2, got ${values.zero}`);
+  if (![0, 1, 2, 3].includes(zeroStage)) throw new Error(`--zero must be 0, 1, 2 or 3, got ${values.zero}`);
   const dist = await initDistributed({ zero_optimization: { reduce_bucket_size: DDP_BUCKET_ELEMENTS } }, backend);
   const world = dist?.worldSize ?? 1;
   const steps = Number(values.steps ?? 20); // the PyTorch reference's 20 timed steps after 5 warm-up steps
@@ -74,7 +74,11 @@ async function main(): Promise<void> {
     if (dist) await dist.broadcastParameters(params);
     const groups = [{ params, weightDecay: 0.01 }];
     const adam = { betas: [0.9, 0.95] as [number, number], eps: 1e-8 };
-    const zero = dist && zeroStage > 0 ? new ZeroOptimizer(dist.group, groups, { ...adam, stage: zeroStage as 1 | 2, bucketElements: DDP_BUCKET_ELEMENTS }) : null;
+    // Stage 3 (NCCL only: the constructor refuses a group without synchronous collectives) gathers each unit around its forward.
+    const zero = dist && zeroStage > 0
+      ? new ZeroOptimizer(dist.group, groups, { ...adam, stage: zeroStage as 1 | 2 | 3, bucketElements: DDP_BUCKET_ELEMENTS, units: zeroStage === 3 ? model.gatherUnits() : undefined })
+      : null;
+    if (zero?.stage === 3) model.setParameterGather(zero.parameterGather());
     const opt = zero ? null : new AdamW(groups, adam);
     const ddp = dist && !zero ? dist.dataParallel(params) : null;
     const vocab = model.cfg.vocabSize;
@@ -93,7 +97,7 @@ async function main(): Promise<void> {
         backward(loss, undefined, { onGradReady: ddp?.beginBackward() });
       });
       if (zero) {
-        if (zeroStage === 2) await zero.reduceGradients();
+        if (zeroStage >= 2) await zero.reduceGradients();
         await zero.update(1e-4, 1.0);
         zero.zeroGrad();
         return;

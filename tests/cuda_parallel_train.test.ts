@@ -2,7 +2,8 @@
 // (NCCL, one GPU per rank, gradient buckets all-reduced during backward) against `neox train` on
 // one GPU with the same global batch (micro-batch 2 × 2 ranks = 4 × 1), in f32 and bf16: the
 // ranks' parameters stay identical (the trainer checks checksums at the end and says so) and the
-// loss curves agree; ZeRO-1 and ZeRO-2 follow the same curve and log their per-rank memory.
+// loss curves agree; ZeRO-1, ZeRO-2 and ZeRO-3 follow the same curve and log their per-rank memory
+// (the dry run on CPU ranks checks instead that stage 3 is refused there, saying why).
 // Skips (`skipped: needs 2 CUDA devices`) with fewer than 2 GPUs.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -62,7 +63,7 @@ function losses(dir: string, name: string): number[] {
 }
 
 for (const precision of ['fp32', 'bfloat16'] as const) {
-  test(`2 GPUs (NCCL) follow 1 GPU with the same global batch, ${precision}; ZeRO-1/2 too; ranks stay identical`, { skip, timeout: 600_000 }, async () => {
+  test(`2 GPUs (NCCL) follow 1 GPU with the same global batch, ${precision}; ZeRO-1/2/3 too; ranks stay identical`, { skip, timeout: 600_000 }, async () => {
     const dir = mkdtempSync(join(tmpdir(), `neox-gpu-dp-${precision}-`));
     const one = config(dir, 'one', { precision, train_micro_batch_size_per_gpu: 4 });
     const single = await neox(['train', one], 180_000); // also builds the dataset, before the ranks read it
@@ -72,12 +73,18 @@ for (const precision of ['fp32', 'bfloat16'] as const) {
     assert.ok(ref.at(-1)! < ref[0]! - 0.5, `the loss should fall: ${ref[0]} → ${ref.at(-1)}`);
     // f32 differs only by the order of the cross-rank sum; bf16 also by rounding of the smaller batches' matmuls.
     const tol = precision === 'fp32' ? 1e-4 : 2e-2;
-    for (const stage of [0, 1, 2]) {
+    for (const stage of [0, 1, 2, 3]) {
       const name = `two-zero${stage}`;
       const cfg = config(dir, name, { precision, train_micro_batch_size_per_gpu: 2, zero_optimization: { stage, reduce_bucket_size: 50_000 } });
       const run = await neox(['launch', '--nproc-per-node', '2', '--master-port', String(await freePort()), 'train', cfg], 180_000);
+      if (stage === 3 && device === 'cpu') {
+        assert.notEqual(run.code, 0, 'stage 3 on CPU ranks must be refused');
+        assert.match(run.stderr + run.stdout, /zero_optimization\.stage 3 needs the NCCL group \(device cuda\).*use stage 1 or 2 on CPU ranks/, name);
+        continue;
+      }
       assert.equal(run.code, 0, `${name}: ${run.stderr}\n${run.stdout}`);
-      assert.match(run.stdout, /parameters identical on all 2 ranks/, name);
+      // Stage 3: each rank holds its own parameter shard, so the trainer has no whole copies to compare.
+      if (stage !== 3) assert.match(run.stdout, /parameters identical on all 2 ranks/, name);
       if (stage > 0) assert.match(run.stdout, new RegExp(`ZeRO-${stage}: .*optimizer state on this rank \\(1/2 of`), name);
       const got = losses(dir, name);
       assert.equal(got.length, ITERS, name);
@@ -88,3 +95,10 @@ for (const precision of ['fp32', 'bfloat16'] as const) {
     }
   });
 }
+
+test('bench/train_bench.ts --zero 3 on CPU ranks is refused, saying it needs synchronous collectives (NCCL)', { timeout: 120_000 }, async () => {
+  const run = await neox(['launch', '--nproc-per-node', '2', '--master-port', String(await freePort()), '--exec', 'node', 'dist/bench/train_bench.js', 'tiny',
+    '--device', 'cpu', '--zero', '3', '--steps', '1', '--warmup', '0'], 100_000);
+  assert.notEqual(run.code, 0);
+  assert.match(run.stderr + run.stdout, /stage 3 gathers parameters inside forward and backward and needs a process group with synchronous collectives \(the NCCL group, device cuda/);
+});

@@ -5,14 +5,16 @@
 // activation checkpointing, tied embeddings, the chunked loss; on 2 and 3 ranks. Parameter memory
 // per rank is about 1/W; between steps nothing is gathered and touching a parameter throws,
 // naming it; evaluation (no grad) gathers and releases per unit. The thread group's collectives
-// themselves are checked against their definitions.
+// themselves are checked against their definitions. Checkpoints: fullParameters() + fullState()
+// after K steps at W = 2 load into AdamW without ZeRO, stage 2 at W = 2 (bit for bit the
+// uninterrupted run) and stage 3 at W = 3 (to rounding); AdamW's tensors load into stage 3 (bit for bit).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import '../src/backends/cpu/index.js';
 import { ThreadProcessGroup, threadGroupInit } from '../src/parallel/index.js';
 import { getBackend, tensor } from '../src/tensor/index.js';
-import type { Zero3Job, Zero3Result } from './zero3_worker.js';
+import { type Zero3Job, type Zero3Result, runPlainJob } from './zero3_worker.js';
 
 const cpu = getBackend('cpu');
 
@@ -88,3 +90,72 @@ test('ZeRO-3 with the chunked loss (the head gathered around its checkpointed ch
   const z3 = await runRanks(2, { ...job, stage: 3 });
   compare(z3[1]!, z2[0]!, true, 'chunked loss');
 });
+
+// --- checkpoints: fullParameters() + fullState() are whole tensors named as the model's and AdamW's
+
+type Named = [string, ArrayLike<number>][];
+
+/** By name (ZeRO lists the parameters by group, the model in its own order). `tol` 0: bit for bit. */
+function compareNamed(got: Named, want: Named, tol: number, what: string): number {
+  const w = new Map(want);
+  assert.equal(got.length, want.length, `${what}: as many tensors`);
+  let worst = 0;
+  for (const [name, xs] of got) {
+    const ys = w.get(name);
+    assert.ok(ys, `${what}: ${name} missing`);
+    assert.equal(xs.length, ys.length, `${what}: ${name} size`);
+    for (let j = 0; j < xs.length; j++) {
+      const d = Math.abs(xs[j]! - ys[j]!);
+      worst = Math.max(worst, d);
+      if (tol === 0) assert.ok(Object.is(xs[j], ys[j]), `${what}: ${name}[${j}] ${xs[j]} vs ${ys[j]}`);
+      else assert.ok(d <= tol * (1 + Math.abs(ys[j]!)), `${what}: ${name}[${j}] ${xs[j]} vs ${ys[j]} (|Δ| ${d.toExponential(2)})`);
+    }
+  }
+  return worst;
+}
+
+const K = 2, MORE = 2, ROWS = 6; // save after K steps, then MORE; a global batch of 6 rows (3 per rank at W = 2, 2 at W = 3)
+
+for (const tied of [false, true]) {
+  test(`ZeRO-3 checkpoint round trip (${tied ? 'tied' : 'untied'}): W = 2 stage 3 → AdamW, stage 2 at W = 2, stage 3 at W = 3; AdamW → stage 3`, async () => {
+    const base = { gas: 1, every: 1, tied, clip: 0, globalRows: ROWS };
+    // Uninterrupted: K + MORE steps at W = 2, stage 3, whole tensors taken after K.
+    const ref = await runRanks(2, { ...base, stage: 3, steps: K + MORE, saveAt: K });
+    const ckpt = ref[0]!.saved!;
+    assert.equal(ckpt.step, K);
+    compareNamed(ref[1]!.saved!.params, ckpt.params, 0, 'every rank gathers the same parameters');
+    compareNamed(ref[1]!.saved!.state, ckpt.state, 0, 'every rank gathers the same state');
+    assert.equal(ckpt.state.length, 2 * ckpt.params.length);
+    const want = ref[0]!.params;
+    const moved = new Map(ckpt.params);
+    assert.ok(want.some(([n, xs]) => xs.some((x, j) => x !== moved.get(n)![j])), 'the MORE steps after the checkpoint change the parameters');
+    const resume = { ...base, firstStep: K, steps: MORE, resume: ckpt };
+
+    // (a) AdamW without ZeRO, the two ranks' shares accumulated: the same sums in the same order, bit for bit.
+    const plain = runPlainJob({ tied, globalRows: ROWS, W: 2, firstStep: K, steps: MORE, resume: ckpt });
+    compareNamed(plain.params, want, 0, 'stage 3 checkpoint → AdamW');
+
+    // (b) stage 2 at W = 2 (parameters loaded into the model, moments through loadFullState): bit for bit.
+    const z2 = await runRanks(2, { ...resume, stage: 2 });
+    for (const r of z2) compareNamed(r.params, want, 0, 'stage 3 checkpoint → stage 2, W = 2');
+
+    // (c) stage 3 at W = 3: each rank averages 2 rows' mean loss gradient over 3 ranks instead of 3 rows' over 2,
+    // the same global gradient to rounding (sums in another order, /3); AdamW's step g/(√v + eps) keeps that
+    // relative (seen ≤ 3e-7), but the attention key bias has a gradient mathematically 0 and numerically rounding noise,
+    // which Adam's normalisation turns into lr-sized steps (seen 5e-3): the qkv bias is compared to lr · MORE.
+    const z3 = await runRanks(3, { ...resume, stage: 3 });
+    for (const r of z3) {
+      const noKeyBias = (xs: Named): Named => xs.filter(([n]) => !/query_key_value\.bias$/.test(n));
+      compareNamed(noKeyBias(r.params), noKeyBias(want), 1e-5, 'stage 3 checkpoint → stage 3, W = 3'); // seen: ≤ 3e-7
+      compareNamed(r.params.filter(([n]) => /query_key_value\.bias$/.test(n)), want.filter(([n]) => /query_key_value\.bias$/.test(n)), 0.01 * MORE, 'qkv bias, W = 3');
+      assert.equal(r.gatheredAtRest, 0);
+    }
+
+    // Reverse: AdamW's state and parameters after K steps → stage 3 at W = 2, bit for bit the uninterrupted run.
+    const fromPlain = runPlainJob({ tied, globalRows: ROWS, W: 2, steps: K, saveAt: K }).saved!;
+    compareNamed(fromPlain.params, ckpt.params, 0, 'AdamW after K steps = stage 3 after K steps');
+    compareNamed(fromPlain.state, ckpt.state, 0, 'AdamW state after K steps = stage 3 fullState()');
+    const back = await runRanks(2, { ...base, stage: 3, firstStep: K, steps: MORE, resume: fromPlain });
+    for (const r of back) compareNamed(r.params, want, 0, 'AdamW checkpoint → stage 3, W = 2');
+  });
+}
