@@ -16,6 +16,7 @@
 //                     (gradients too) and 3 (parameters too, gathered per model unit), on flat
 //                     device buffers, reduce-scattered during backward (beginBackward/finish) or
 //                     after it; full-state checkpoints that load at any world size
+//   zero_layout.ts    ZeRO's flat layout: parameter offsets, buckets, each rank's slices
 //   hostfile.ts       hostfiles (`host slots=N`), include/exclude/num_nodes/num_gpus filters
 //   runners.ts        per-node pdsh commands, srun and mpirun lines, exported variables
 //   launcher.ts       `neox launch`: supervises local ranks (torchrun-like: fail fast, signals,
