@@ -69,6 +69,7 @@ test('ZeRO-2 on 2 CPU ranks (accumulation 2): memory per rank logged, the 1-rank
   assert.match(out, /ZeRO-2: [\d.]+k?B of optimizer state on this rank \(1\/2 of [\d.]+k?B\), [\d.]+k?B of gradients \(a 1\/2 shard\), [\d.]+k?B of f32 parameters \(all\); (\d+) buckets reduce-scattered during backward/);
   assert.ok(Number(/(\d+) buckets reduce-scattered/.exec(out)![1]) >= 5, out);
   assert.match(out, /data parallel: parameters identical on all 2 ranks/);
+  assert.match(out, /peak mem [\d.]+ \/ [\d.]+ GiB \(ranks 0–1\)/, 'every rank\'s peak memory in the log line');
   const twoRanks = trainLosses(join(a.dir, 'logs'));
   assert.equal(twoRanks.length, 2);
 

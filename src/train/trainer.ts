@@ -247,11 +247,16 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
     if (iteration % cfg.log_interval === 0 || iteration === stopAt) {
       const seconds = (performance.now() - windowStart) / 1000;
       const tokensPerSec = windowTokens / seconds;
-      const mem = backend.memoryStats();
+      // Peak memory of every rank (data parallelism: one number per GPU; a collective, at the same iterations on every rank).
+      const peaks = dist ? await dist.allGatherObject(backend.memoryStats().peak) : [backend.memoryStats().peak];
+      const gib = (b: number) => (b / 2 ** 30).toFixed(2);
       log.info(`iteration ${String(iteration).padStart(String(trainIters).length)}/${trainIters} | loss ${loss.toFixed(4)} | lr ${lr.toExponential(3)} | ` +
         `grad norm ${norm.toFixed(3)} | ${humanCount(tokensPerSec)} tok/s | ${humanCount(tokensPerSec * flopsPerToken)}FLOP/s | ${(1000 * seconds / windowSteps).toFixed(0)} ms/step | ` +
-        `peak mem ${(mem.peak / 2 ** 30).toFixed(2)} GiB`);
-      log.record('speed', { iteration, tokens_per_sec: tokensPerSec, flops_per_sec: tokensPerSec * flopsPerToken, step_ms: (1000 * seconds) / windowSteps, mem_peak_bytes: mem.peak });
+        `peak mem ${peaks.length > 1 ? `${peaks.map(gib).join(' / ')} GiB (ranks 0–${peaks.length - 1})` : `${gib(peaks[0]!)} GiB`}`);
+      log.record('speed', {
+        iteration, tokens_per_sec: tokensPerSec, flops_per_sec: tokensPerSec * flopsPerToken, step_ms: (1000 * seconds) / windowSteps,
+        mem_peak_bytes: peaks[0]!, ...(peaks.length > 1 ? Object.fromEntries(peaks.map((p, r) => [`mem_peak_bytes_rank${r}`, p])) : {}),
+      });
       windowStart = performance.now();
       windowSteps = 0;
       windowTokens = 0;
