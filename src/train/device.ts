@@ -43,8 +43,9 @@ async function tryCuda(): Promise<Backend | null> {
   const ordinal = localDeviceOrdinal();
   const be = mod.initCuda?.(ordinal) ?? null;
   const why = mod.cudaUnavailableReason?.() ?? '';
-  if (!be && ordinal > 0 && /requested, \d+ present/.test(why)) {
-    throw new DeviceError(`local rank ${ordinal} needs GPU ${ordinal}, but ${why.replace(/.*requested, /, '')} visible: ` +
+  const present = /requested, (\d+) present/.exec(why);
+  if (!be && ordinal > 0 && present) {
+    throw new DeviceError(`local rank ${ordinal} needs GPU ${ordinal}, but only ${present[1]} GPU(s) are visible: ` +
       'start at most one process per GPU (--nproc-per-node), or check CUDA_VISIBLE_DEVICES');
   }
   return be;
