@@ -564,4 +564,8 @@ test('each launched process takes the GPU of its local rank (torchrun, Slurm, Op
   assert.equal(localDeviceOrdinal({ OMPI_COMM_WORLD_LOCAL_RANK: '2' }), 2);
   assert.equal(localDeviceOrdinal({ LOCAL_RANK: '1', SLURM_LOCALID: '5' }), 1, 'LOCAL_RANK wins');
   assert.throws(() => localDeviceOrdinal({ LOCAL_RANK: 'x' }), /local rank 'x' is not a non-negative integer/);
+  const { deviceOrdinal } = await import('../src/train/device.js');
+  assert.equal(deviceOrdinal(2, 4), 2);
+  assert.equal(deviceOrdinal(3, 1), 0, 'one GPU bound to the task (Slurm --gpus-per-task): use it');
+  assert.throws(() => deviceOrdinal(2, 2), /local rank 2 needs GPU 2, but only 2 GPU\(s\) are visible/);
 });

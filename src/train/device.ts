@@ -1,6 +1,7 @@
 // Choosing the device: CUDA when a GPU is found (or asked for), else the CPU. Under a launcher
 // (neox launch, torchrun, Slurm, MPI: LOCAL_RANK or its equivalents), each process takes the GPU of
-// its local rank among the visible ones, as torchrun scripts do with set_device(LOCAL_RANK).
+// its local rank among the visible ones, as torchrun scripts do with set_device(LOCAL_RANK), or
+// the only one it sees when the launcher bound one GPU per task.
 
 import { getBackend } from '../tensor/engine.js';
 import type { Backend } from '../tensor/backend.js';
@@ -34,19 +35,25 @@ export function localDeviceOrdinal(env: NodeJS.ProcessEnv = process.env): number
 
 async function tryCuda(): Promise<Backend | null> {
   // The CUDA backend registers itself when its module loads and finds a GPU.
-  let mod: { initCuda?: (ordinal?: number) => Backend | null; cudaUnavailableReason?: () => string | null };
+  let mod: { initCuda?: (ordinal?: number) => Backend | null; visibleDeviceCount?: () => number };
   try {
     mod = (await import('../backends/cuda/index.js')) as typeof mod;
   } catch {
     return null;
   }
-  const ordinal = localDeviceOrdinal();
-  const be = mod.initCuda?.(ordinal) ?? null;
-  const why = mod.cudaUnavailableReason?.() ?? '';
-  const present = /requested, (\d+) present/.exec(why);
-  if (!be && ordinal > 0 && present) {
-    throw new DeviceError(`local rank ${ordinal} needs GPU ${ordinal}, but only ${present[1]} GPU(s) are visible: ` +
-      'start at most one process per GPU (--nproc-per-node), or check CUDA_VISIBLE_DEVICES');
-  }
-  return be;
+  const count = mod.visibleDeviceCount?.() ?? 0;
+  if (count === 0) return null;
+  return mod.initCuda?.(deviceOrdinal(localDeviceOrdinal(), count)) ?? null;
+}
+
+/**
+ * The GPU of local rank `local` among `count` visible ones: the local rank (torchrun's
+ * set_device(LOCAL_RANK)), or 0 when the process sees a single GPU (Slurm and MPI launchers often
+ * bind one GPU to each task through CUDA_VISIBLE_DEVICES while the local rank goes on counting).
+ */
+export function deviceOrdinal(local: number, count: number): number {
+  if (local < count) return local;
+  if (count === 1) return 0;
+  throw new DeviceError(`local rank ${local} needs GPU ${local}, but only ${count} GPU(s) are visible: ` +
+    'start at most one process per GPU (--nproc-per-node), or check CUDA_VISIBLE_DEVICES');
 }

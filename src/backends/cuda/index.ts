@@ -1,5 +1,6 @@
 // The CUDA backend (koffi → driver API, NVRTC, cuBLASLt, cuDNN attention, NCCL process groups).
-//   index.ts      initCuda(): the registered backend when a GPU is usable, else null; doctorReport()
+//   index.ts      initCuda(): the registered backend when a GPU is usable, else null; doctorReport();
+//                 visibleDeviceCount()
 //   backend.ts    CudaBackend: context, stream, upload/download, kernel cache, error word
 //   allocator.ts  the caching allocator (size classes, reuse, OOM → flush → retry → clear error)
 //   compiler.ts   .cu → NVRTC → CUBIN for the device's arch, cached on disk; where the sources are
@@ -14,6 +15,7 @@ import type { Backend } from '../../tensor/backend.js';
 import { registerBackend } from '../../tensor/engine.js';
 import { CudaBackend } from './backend.js';
 import { cublasLt } from './ffi/cublaslt.js';
+import { driver } from './ffi/driver.js';
 import { nvrtc } from './ffi/nvrtc.js';
 import './kernels/basic.js';
 import './kernels/matmul.js';
@@ -51,6 +53,19 @@ export function initCuda(ordinal = 0): Backend | null {
     instance = null;
   }
   return instance;
+}
+
+/** CUDA devices visible to this process (0 without a driver); creates no context. */
+export function visibleDeviceCount(): number {
+  try {
+    const d = driver();
+    d.cuInit(0);
+    const n: [number] = [0];
+    d.cuDeviceGetCount(n);
+    return n[0];
+  } catch {
+    return 0;
+  }
 }
 
 /** Why initCuda() returned null (null if it has not, or it found a GPU). */
