@@ -15,32 +15,14 @@
 // dense bf16 peak), REFERENCE.md's formula.
 
 import { parseArgs } from 'node:util';
-import { GPTNeoX, resolveModelConfig, type NeoXModelKeys } from '../src/models/gpt_neox/index.js';
+import { GPTNeoX, resolveModelConfig } from '../src/models/gpt_neox/index.js';
+import { SHAPES, pythiaKeys } from './pythia.js';
 import { AdamW, clipFactorOf, gradSquaredNorm } from '../src/optim/index.js';
 import { DDP_BUCKET_ELEMENTS, ZeroOptimizer, initDistributed } from '../src/parallel/index.js';
 import { backward, kernelProfileReport, noGrad, profileKernels, scope, tensor } from '../src/tensor/index.js';
 import { selectBackend } from '../src/train/device.js';
 
 const PEAK_FLOPS = 989e12;
-
-interface Shape { layers: number; hidden: number; heads: number; mb: number }
-const SHAPES: Record<string, Shape> = {
-  'pythia-160m': { layers: 12, hidden: 768, heads: 12, mb: 16 },
-  'pythia-410m': { layers: 24, hidden: 1024, heads: 16, mb: 16 },
-  'pythia-1.4b': { layers: 24, hidden: 2048, heads: 16, mb: 8 },
-  tiny: { layers: 2, hidden: 64, heads: 4, mb: 4 }, // a CPU smoke test of the harness
-};
-
-function pythiaKeys(s: Shape, seq: number): NeoXModelKeys {
-  return {
-    hidden_size: s.hidden, num_layers: s.layers, num_attention_heads: s.heads, num_kv_heads: null, intermediate_size: null,
-    max_position_embeddings: seq, seq_length: seq, pos_emb: 'rotary', rotary_pct: 0.25, rotary_emb_base: 10000,
-    norm: 'layernorm', layernorm_epsilon: 1e-5, rms_norm_epsilon: 1e-6, scalenorm_epsilon: 1e-5, activation: 'gelu',
-    bias_gelu_fusion: false, gpt_j_residual: true, gpt_j_tied: false, no_weight_tying: true, use_bias_in_attn_linear: true,
-    use_bias_in_mlp: true, hidden_dropout: 0, attention_dropout: 0, sliding_window_width: null, init_method: 'small_init',
-    output_layer_init_method: 'wang_init', init_method_std: 0.02, seed: 1234,
-  };
-}
 
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({

@@ -8,11 +8,12 @@ import { test } from 'node:test';
 import '../src/backends/cpu/index.js';
 import { initCuda } from '../src/backends/cuda/index.js';
 import { CharLevelTokenizer } from '../src/data/tokenizer.js';
-import { type DecodeOptions, decodeSteps, generateTokens, loglikelihoods } from '../src/infer/index.js';
+import { type DecodeOptions, generateTokens, loglikelihoods } from '../src/infer/index.js';
 import { GPTNeoX, resolveModelConfig, type NeoXModelKeys } from '../src/models/gpt_neox/index.js';
 import type { Backend } from '../src/tensor/index.js';
 import { getBackend } from '../src/tensor/index.js';
 import { assertClose, rng } from './helpers/check.js';
+import { decodeWithLogits } from './helpers/model.js';
 
 const gpu = initCuda();
 const skip = gpu ? false : 'skipped: no CUDA device';
@@ -37,16 +38,6 @@ function randomPrompt(n: number, seed: number, vocab = V): number[] {
   return Array.from({ length: n }, () => Math.floor(r() * vocab));
 }
 
-/** Tokens and every step's logits per row. */
-function run(m: GPTNeoX, prompts: number[][], o: DecodeOptions): { tokens: number[][]; logits: Float32Array[][] } {
-  const logits: Float32Array[][] = prompts.map(() => []);
-  const it = decodeSteps(m, prompts, o);
-  for (let s = it.next(); ; s = it.next()) {
-    if (s.done) return { tokens: s.value.map((r) => r.tokens), logits };
-    for (const p of s.value.produced) logits[p.row]!.push(Float32Array.from(p.logits));
-  }
-}
-
 const VARIANTS: [string, Partial<NeoXModelKeys>][] = [
   ['rotary, sequential residual', {}],
   ['Pythia-style parallel residual', { gpt_j_residual: true, rotary_pct: 0.25 }],
@@ -62,9 +53,9 @@ for (const [name, over] of VARIANTS) {
     const onCpu = model(getBackend('cpu'), over);
     const prompt = randomPrompt(7, 3);
     const o: DecodeOptions = { maxNewTokens: 14, temperature: 0 };
-    const cached = run(onGpu, [prompt], o);
-    const recomputed = run(onGpu, [prompt], { ...o, recompute: true });
-    const cpu = run(onCpu, [prompt], o);
+    const cached = decodeWithLogits(onGpu, [prompt], o);
+    const recomputed = decodeWithLogits(onGpu, [prompt], { ...o, recompute: true });
+    const cpu = decodeWithLogits(onCpu, [prompt], o);
     assert.deepEqual(cached.tokens, recomputed.tokens, 'cache vs recompute');
     assert.deepEqual(cached.tokens, cpu.tokens, 'CUDA vs CPU');
     assert.equal(cached.tokens[0]!.length, 14);
@@ -90,9 +81,9 @@ test('CUDA bf16: cached logits follow the recompute path within bf16 rounding', 
   m.setComputeDtype('bf16');
   const prompt = randomPrompt(6, 9);
   const o: DecodeOptions = { maxNewTokens: 10, temperature: 0 };
-  const cached = run(m, [prompt], o);
+  const cached = decodeWithLogits(m, [prompt], o);
   // Compared while the two greedy paths agree (a near tie may round either way in bf16).
-  const forced = run(m, [prompt], { ...o, recompute: true });
+  const forced = decodeWithLogits(m, [prompt], { ...o, recompute: true });
   const steps = Math.min(cached.tokens[0]!.length, forced.tokens[0]!.length);
   let same = 0;
   while (same < steps && cached.tokens[0]![same] === forced.tokens[0]![same]) same++;

@@ -19,6 +19,7 @@ import { GPTNeoX, resolveModelConfig, type NeoXModelKeys } from '../src/models/g
 import { noGrad, scope, tensor } from '../src/tensor/index.js';
 import { generate as trainerGenerate } from '../src/train/sample.js';
 import { assertClose, cpu, rng } from './helpers/check.js';
+import { decodeWithLogits } from './helpers/model.js';
 
 function keys(over: Partial<NeoXModelKeys> = {}): NeoXModelKeys {
   return {
@@ -40,16 +41,6 @@ function randomPrompt(n: number, seed: number, vocab = V): number[] {
   return Array.from({ length: n }, () => Math.floor(r() * vocab));
 }
 
-/** Every step's logits (per row) and the final tokens. */
-function run(model: GPTNeoX, prompts: number[][], o: DecodeOptions): { tokens: number[][]; logits: Float32Array[][] } {
-  const logits: Float32Array[][] = prompts.map(() => []);
-  const it = decodeSteps(model, prompts, o);
-  for (let s = it.next(); ; s = it.next()) {
-    if (s.done) return { tokens: s.value.map((r) => r.tokens), logits };
-    for (const p of s.value.produced) logits[p.row]!.push(Float32Array.from(p.logits));
-  }
-}
-
 const VARIANTS: [string, Partial<NeoXModelKeys>][] = [
   ['rotary (partial), sequential residual', {}],
   ['Pythia-style parallel residual', { gpt_j_residual: true, rotary_pct: 0.25 }],
@@ -65,8 +56,8 @@ for (const [name, over] of VARIANTS) {
     const model = tiny(over);
     const prompt = randomPrompt(7, 3);
     const o: DecodeOptions = { maxNewTokens: 14, temperature: 0 };
-    const cached = run(model, [prompt], o);
-    const recomputed = run(model, [prompt], { ...o, recompute: true });
+    const cached = decodeWithLogits(model, [prompt], o);
+    const recomputed = decodeWithLogits(model, [prompt], { ...o, recompute: true });
     assert.deepEqual(cached.tokens, recomputed.tokens);
     assert.equal(cached.tokens[0]!.length, 14);
     cached.logits[0]!.forEach((l, i) => assertClose(l, recomputed.logits[0]![i]!, { rtol: 1e-4, atol: 1e-5 }, `step ${i} logits`));

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import '../src/backends/cpu/index.js';
 import { AdamW } from '../src/optim/index.js';
 import {
-  type ProcessGroup, type ReduceOp, DataParallel, Store, StoreServer, ZeroOptimizer, buildBuckets, createCpuGroup, expandNodelist,
+  type ProcessGroup, type ReduceOp, DataParallel, Store, StoreServer, ZeroOptimizer, buildBuckets, expandNodelist,
   parameterChecksum, parseTasksPerNode, readDistEnv, shardRange,
 } from '../src/parallel/index.js';
 import { filterResources, parseHostfile } from '../src/parallel/hostfile.js';
@@ -18,7 +18,7 @@ import { type Tensor, backward, getBackend, scope, tensor } from '../src/tensor/
 import { GPTNeoX, resolveModelConfig } from '../src/models/gpt_neox/index.js';
 import { rng } from './helpers/check.js';
 import { modelKeys } from './helpers/model.js';
-import { freePort } from './helpers/procs.js';
+import { freePort, withGroups } from './helpers/procs.js';
 
 const cpu = getBackend('cpu');
 
@@ -252,18 +252,6 @@ test('store: no server (rank 0 never started) and a port in use fail clearly', a
 // ---------------------------------------------------------------------------------------------
 // CPU process group, W ranks in this process
 
-async function withGroups(W: number, fn: (groups: ProcessGroup[]) => Promise<void>, timeoutMs = 5000): Promise<void> {
-  const server = await StoreServer.listen('127.0.0.1', 0);
-  const stores = await Promise.all(Array.from({ length: W }, (_, r) => Store.connect('127.0.0.1', server.port, { rank: r, timeoutMs })));
-  const groups = await Promise.all(stores.map((store, rank) => createCpuGroup({ store, rank, size: W, timeoutMs })));
-  try {
-    await fn(groups);
-  } finally {
-    for (const g of groups) await g.destroy();
-    for (const s of stores) await s.close();
-    await server.close();
-  }
-}
 
 /** Values that make f32 sums order-dependent. */
 function awkward(rank: number, n: number): Float32Array {

@@ -15,28 +15,17 @@ import '../src/backends/cpu/index.js';
 import * as ops from '../src/ops/index.js';
 import { AdamW, type ParamGroup, gradNormAndClip } from '../src/optim/index.js';
 import {
-  type ProcessGroup, DataParallel, Store, StoreServer, ZeroOptimizer, type ZeroStage, createCpuGroup, zeroLayout,
+  type ProcessGroup, DataParallel, ZeroOptimizer, type ZeroStage, zeroLayout,
 } from '../src/parallel/index.js';
 import { type Tensor, backward, getBackend, noGrad, scope, tensor } from '../src/tensor/index.js';
 import { assertClose, rng } from './helpers/check.js';
+import { withGroups } from './helpers/procs.js';
 
 const cpu = getBackend('cpu');
 const BETAS: [number, number] = [0.9, 0.95];
 const EPS = 1e-8;
 const STEPS = 4;
 
-async function withGroups(W: number, fn: (groups: ProcessGroup[]) => Promise<void>, timeoutMs = 10_000): Promise<void> {
-  const server = await StoreServer.listen('127.0.0.1', 0);
-  const stores = await Promise.all(Array.from({ length: W }, (_, r) => Store.connect('127.0.0.1', server.port, { rank: r, timeoutMs })));
-  const groups = await Promise.all(stores.map((store, rank) => createCpuGroup({ store, rank, size: W, timeoutMs })));
-  try {
-    await fn(groups);
-  } finally {
-    for (const g of groups) await g.destroy();
-    for (const s of stores) await s.close();
-    await server.close();
-  }
-}
 
 // A toy model: five parameters of awkward sizes in two weight-decay groups that interleave the
 // parameter order; loss = Σ_i Σ (p_i² · x_i + p_i · y_i), so ∂/∂p_i = 2 p_i x_i + y_i.

@@ -17,27 +17,16 @@ import '../src/backends/cpu/index.js';
 import { GPTNeoX, resolveModelConfig } from '../src/models/gpt_neox/index.js';
 import * as ops from '../src/ops/index.js';
 import {
-  BUCKETS_IN_FLIGHT, type ProcessGroup, type ReduceOp, Store, StoreServer, type Work, ZeroOptimizer, type ZeroStage, createCpuGroup,
+  BUCKETS_IN_FLIGHT, type ProcessGroup, type ReduceOp, type Work, ZeroOptimizer, type ZeroStage,
 } from '../src/parallel/index.js';
 import { type Tensor, backward, checkpoint, getBackend, scope, tensor } from '../src/tensor/index.js';
 import { rng } from './helpers/check.js';
 import { modelKeys } from './helpers/model.js';
+import { withGroups } from './helpers/procs.js';
 
 const cpu = getBackend('cpu');
 const BETAS: [number, number] = [0.9, 0.95];
 
-async function withGroups(W: number, fn: (groups: ProcessGroup[]) => Promise<void>, timeoutMs = 20_000): Promise<void> {
-  const server = await StoreServer.listen('127.0.0.1', 0);
-  const stores = await Promise.all(Array.from({ length: W }, (_, r) => Store.connect('127.0.0.1', server.port, { rank: r, timeoutMs })));
-  const groups = await Promise.all(stores.map((store, rank) => createCpuGroup({ store, rank, size: W, timeoutMs })));
-  try {
-    await fn(groups);
-  } finally {
-    for (const g of groups) await g.destroy();
-    for (const s of stores) await s.close();
-    await server.close();
-  }
-}
 
 /** `g`, logging each reduceScatter it is asked for into `log`. */
 function logged(g: ProcessGroup, log: string[]): ProcessGroup {
@@ -128,7 +117,7 @@ async function train(gs: ProcessGroup[], stage: ZeroStage, gas: number, mode: 'h
 }
 
 test('ZeRO-2 (every micro-batch) and ZeRO-1 (the last) reduce-scattered during backward = after it, bit for bit: GPT-NeoX, activation checkpointing, tied embeddings, accumulation 1 and 2, clipping', async () => {
-  await withGroups(2, async (gs) => {
+  await slowGroups(2, async (gs) => {
     for (const stage of [2, 1] as const) {
       for (const gas of [1, 2]) {
         const what = `ZeRO-${stage} gas ${gas}`;
@@ -281,7 +270,7 @@ test('ZeRO-2 overlapped: peak memory during backward holds about two buckets of 
     assert.ok(post.peak - hook.peak <= hook.gradBytes + hook.bucketBytes, report.at(-1));
     hook.params.forEach((p, r) => assertBitwise(p, post.params[r]!, `${what}: overlapped vs after backward, rank ${r}`));
   };
-  await withGroups(2, async (gs) => {
+  await slowGroups(2, async (gs) => {
     // The CPU group has copied each staging buffer when the reduce-scatter returns: it is freed at once.
     check('CPU group', await peakOfBackward(gs, 'hook', bucketElements), await peakOfBackward(gs, 'post', bucketElements), 2);
   });
@@ -302,7 +291,7 @@ test('stream-ordered group (as NCCL): overlapped = after backward, bit for bit, 
 });
 
 test('ZeRO overlapped misuse: a parameter reported twice (two checkpointed segments, or by hand) or after finish(), rounds out of order: errors name the parameter', async () => {
-  await withGroups(1, async ([g]) => {
+  await slowGroups(1, async ([g]) => {
     const mk = (name: string, n: number, seed: number) => {
       const r = rng(seed);
       const p = tensor(Float32Array.from({ length: n }, () => r() - 0.5), [n], 'f32', cpu).keep();
@@ -353,3 +342,8 @@ test('ZeRO overlapped misuse: a parameter reported twice (two checkpointed segme
     z.dispose();
   });
 });
+
+/** withGroups with a longer timeout: these tests run whole models on every rank. */
+function slowGroups(W: number, fn: (groups: ProcessGroup[]) => Promise<void>, timeoutMs = 20_000): Promise<void> {
+  return withGroups(W, fn, timeoutMs);
+}

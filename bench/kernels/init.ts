@@ -11,28 +11,10 @@ import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { cpu } from '../../src/backends/cpu/index.js';
 import { parallelSample } from '../../src/backends/cpu/sample.js';
-import { GPTNeoX, type NeoXModelKeys, resolveModelConfig } from '../../src/models/gpt_neox/index.js';
+import { GPTNeoX, resolveModelConfig } from '../../src/models/gpt_neox/index.js';
+import { SHAPES, pythiaKeys } from '../pythia.js';
 import { type Distribution, sampleInto, setBulkSampler } from '../../src/tensor/philox.js';
 import { refNormal, refUniform } from '../../tests/helpers/philox_reference.js';
-
-interface Shape { layers: number; hidden: number; heads: number }
-// The shapes of bench/train_bench.ts.
-const SHAPES: Record<string, Shape> = {
-  'pythia-160m': { layers: 12, hidden: 768, heads: 12 },
-  'pythia-410m': { layers: 24, hidden: 1024, heads: 16 },
-  'pythia-1.4b': { layers: 24, hidden: 2048, heads: 16 },
-};
-
-function pythiaKeys(s: Shape, seq: number): NeoXModelKeys {
-  return {
-    hidden_size: s.hidden, num_layers: s.layers, num_attention_heads: s.heads, num_kv_heads: null, intermediate_size: null,
-    max_position_embeddings: seq, seq_length: seq, pos_emb: 'rotary', rotary_pct: 0.25, rotary_emb_base: 10000,
-    norm: 'layernorm', layernorm_epsilon: 1e-5, rms_norm_epsilon: 1e-6, scalenorm_epsilon: 1e-5, activation: 'gelu',
-    bias_gelu_fusion: false, gpt_j_residual: true, gpt_j_tied: false, no_weight_tying: true, use_bias_in_attn_linear: true,
-    use_bias_in_mlp: true, hidden_dropout: 0, attention_dropout: 0, sliding_window_width: null, init_method: 'small_init',
-    output_layer_init_method: 'wang_init', init_method_std: 0.02, seed: 1234,
-  };
-}
 
 /** Best wall seconds of `reps` calls, after one warm-up call. */
 function best(fn: () => void, reps = 3): number {
@@ -76,7 +58,7 @@ function main(): void {
   if (!shape) return;
   const cfg = resolveModelConfig(pythiaKeys(shape, 2048), 50304);
   // Warm up the constructor's code paths (and the pool's workers) on a small model first.
-  new GPTNeoX(resolveModelConfig(pythiaKeys({ layers: 2, hidden: 256, heads: 4 }, 128), 4096), cpu);
+  new GPTNeoX(resolveModelConfig(pythiaKeys({ layers: 2, hidden: 256, heads: 4, mb: 1 }, 128), 4096), cpu);
   console.log(`\nconstructing ${modelName} on the CPU backend (hidden ${shape.hidden}, ${shape.layers} layers, vocab 50304):`);
   const build = (label: string, sampler: typeof parallelSample | null): Float32Array => {
     setBulkSampler(sampler);

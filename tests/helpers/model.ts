@@ -1,5 +1,7 @@
-// A small GPT-NeoX's model keys for tests (override any of them).
-import type { NeoXModelKeys } from '../../src/models/gpt_neox/index.js';
+// For model tests: a small GPT-NeoX's model keys (override any of them), and decoding that keeps
+// every step's logits.
+import { type DecodeOptions, decodeSteps } from '../../src/infer/generate.js';
+import type { GPTNeoX, NeoXModelKeys } from '../../src/models/gpt_neox/index.js';
 
 export function modelKeys(over: Partial<NeoXModelKeys> = {}): NeoXModelKeys {
   return {
@@ -11,4 +13,14 @@ export function modelKeys(over: Partial<NeoXModelKeys> = {}): NeoXModelKeys {
     sliding_window_width: null, init_method: 'normal', output_layer_init_method: 'scaled_normal', init_method_std: 0.3, seed: 7,
     ...over,
   };
+}
+
+/** Greedy or sampled decoding of `prompts`: the final tokens and every step's logits, per row. */
+export function decodeWithLogits(model: GPTNeoX, prompts: number[][], o: DecodeOptions): { tokens: number[][]; logits: Float32Array[][] } {
+  const logits: Float32Array[][] = prompts.map(() => []);
+  const it = decodeSteps(model, prompts, o);
+  for (let s = it.next(); ; s = it.next()) {
+    if (s.done) return { tokens: s.value.map((r) => r.tokens), logits };
+    for (const p of s.value.produced) logits[p.row]!.push(Float32Array.from(p.logits));
+  }
 }

@@ -1,7 +1,11 @@
-// Shared by the tests that start processes: a free loopback port for a rendezvous, and how many
-// CUDA devices this machine has (0 without a driver), for tests that need several GPUs.
+// Shared by the distributed tests: a free loopback port for a rendezvous, W CPU process groups in
+// this process, and how many CUDA devices this machine has (for tests that need several GPUs).
 import { createServer } from 'node:net';
-import { driver } from '../../src/backends/cuda/ffi/driver.js';
+import { createCpuGroup } from '../../src/parallel/cpu_group.js';
+import type { ProcessGroup } from '../../src/parallel/process_group.js';
+import { Store, StoreServer } from '../../src/parallel/store.js';
+
+export { visibleDeviceCount as gpuCount } from '../../src/backends/cuda/ffi/driver.js';
 
 /** A TCP port on 127.0.0.1 that was free a moment ago. */
 export function freePort(): Promise<number> {
@@ -15,15 +19,16 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** CUDA devices visible to this process (0 when there is no driver). */
-export function gpuCount(): number {
+/** Runs fn over W CPU process groups of this process (ranks 0 … W−1, one store), then tears them down. */
+export async function withGroups(W: number, fn: (groups: ProcessGroup[]) => Promise<void>, timeoutMs = 10_000): Promise<void> {
+  const server = await StoreServer.listen('127.0.0.1', 0);
+  const stores = await Promise.all(Array.from({ length: W }, (_, r) => Store.connect('127.0.0.1', server.port, { rank: r, timeoutMs })));
+  const groups = await Promise.all(stores.map((store, rank) => createCpuGroup({ store, rank, size: W, timeoutMs })));
   try {
-    const d = driver();
-    d.cuInit(0);
-    const n: [number] = [0];
-    d.cuDeviceGetCount(n);
-    return n[0];
-  } catch {
-    return 0;
+    await fn(groups);
+  } finally {
+    for (const g of groups) await g.destroy();
+    for (const s of stores) await s.close();
+    await server.close();
   }
 }

@@ -15,7 +15,6 @@ import type { Backend } from '../../tensor/backend.js';
 import { registerBackend } from '../../tensor/engine.js';
 import { CudaBackend } from './backend.js';
 import { cublasLt } from './ffi/cublaslt.js';
-import { driver } from './ffi/driver.js';
 import { nvrtc } from './ffi/nvrtc.js';
 import './kernels/basic.js';
 import './kernels/matmul.js';
@@ -30,6 +29,7 @@ import './kernels/attention.js';
 import './nccl_group.js'; // registers the 'nccl' process-group backend
 
 export { CudaBackend } from './backend.js';
+export { visibleDeviceCount } from './ffi/driver.js';
 export { doctorReport, findLibraries } from './doctor.js';
 
 let instance: CudaBackend | null | undefined;
@@ -53,19 +53,6 @@ export function initCuda(ordinal = 0): Backend | null {
     instance = null;
   }
   return instance;
-}
-
-/** CUDA devices visible to this process (0 without a driver); creates no context. */
-export function visibleDeviceCount(): number {
-  try {
-    const d = driver();
-    d.cuInit(0);
-    const n: [number] = [0];
-    d.cuDeviceGetCount(n);
-    return n[0];
-  } catch {
-    return 0;
-  }
 }
 
 /** Why initCuda() returned null (null if it has not, or it found a GPU). */

@@ -170,6 +170,19 @@ export function eventElapsedMs(start: Handle, end: Handle): number {
   return ms[0];
 }
 
+/** CUDA devices visible to this process (0 without a driver); creates no context. */
+export function visibleDeviceCount(): number {
+  try {
+    const d = driver();
+    d.cuInit(0);
+    const n: [number] = [0];
+    d.cuDeviceGetCount(n);
+    return n[0];
+  } catch {
+    return 0;
+  }
+}
+
 export function driverPath(): string | null {
   return bound?.lib.path ?? null;
 }
