@@ -219,7 +219,7 @@ export function scope<T>(fn: () => T): T {
     // frees saved tensors after their last use; the enclosing scope frees whatever is left).
     if (survivors.has(t) || (t.saved && outer)) track(t);
     else if (t.kept) continue;
-    else if (t.creator !== null && outer) t.releaseMemory(); // backward still walks through it
+    else if (t.creator !== null && outer) t.releaseStorage('freed when the scope that made it ended, as no gradient reads it'); // backward still walks through it
     else t.dispose();
   }
   return result;

@@ -125,23 +125,14 @@ export class Tensor {
   /**
    * @internal Releases the memory while the tensor lives on (shape, grad, flags, tape links stay):
    * any read of its values then throws, saying `note` (why, and what gives it memory again);
-   * adoptShared gives it memory again. ZeRO stage 3 does this to a parameter between gathers.
+   * adoptShared gives it memory again. ZeRO stage 3 does this to a parameter between gathers, and a
+   * scope to an intermediate no gradient reads (backward still walks through its tape link).
    */
   releaseStorage(note: string): void {
     if (this.shared === null && this.releasedNote === null) throw new Error(`tensor #${this.id} used after dispose`);
     this.shared?.release();
     this.shared = null;
     this.releasedNote = note;
-  }
-
-  /**
-   * @internal Releases the memory but keeps the tape link (`creator`): an intermediate that no
-   * gradient reads is freed during the forward pass while backward still walks through it.
-   */
-  releaseMemory(): void {
-    if (this.shared === null) return;
-    this.shared.release();
-    this.shared = null;
   }
 
   /** Marks the tensor to survive the scope that created it. Returns itself. */
