@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadConfig } from '../src/config/index.js';
 import { train } from '../src/train/index.js';
+import { freePort } from './helpers/procs.js';
 
 const TEXT = Array.from({ length: 60 }, (_, i) =>
   `Document ${i}: the quick brown fox jumps over the lazy dog ${i % 7} times, and then rests.\n`).join('');
@@ -40,9 +41,10 @@ function setup(extra: Record<string, unknown>): { dir: string; file: string } {
 
 const quiet = { print: () => {} };
 
-function launch(args: string[]): Promise<string> {
+async function launch(args: string[]): Promise<string> {
+  const port = await freePort(); // not the default 29500: test files run in parallel
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, ['bin/neox.js', 'launch', '--nproc-per-node', '2', ...args], { timeout: 120_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, ['bin/neox.js', 'launch', '--nproc-per-node', '2', '--master-port', String(port), ...args], { timeout: 120_000 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`${err.message}\n${stdout}\n${stderr}`));
       else resolve(stdout);
     });
