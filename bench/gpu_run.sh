@@ -9,7 +9,8 @@
 #   hf        our to-hf output of the fixtures loads in transformers with the fixture's logits
 #   parquet   pyarrow-written parquet fixtures (to $OUT/parquet.tgz)
 #   preprocess  preprocessing throughput vs Python `tokenizers` (rewrites docs/benchmarks.md there)
-#   bench     NeoX.ts (BENCH_MODELS, also with --loss-chunk for CHUNK_MODELS) and PyTorch eager
+#   bench     NeoX.ts (BENCH_MODELS, also with --loss-chunk for CHUNK_MODELS and --bias-gelu-fusion
+#             for GELU_MODELS) and PyTorch eager
 #   npmtest   the whole `npm test` with a GPU present
 #   multi     (2+ GPUs) NCCL across processes, the trainer on 2 GPUs vs 1, and data-parallel
 #             throughput of NeoX.ts (ZeRO 0; with ZERO_STAGES="1 2 3" also those, for memory per GPU) vs torch_ddp.py on GPUS
@@ -65,6 +66,10 @@ if want bench; then
   for m in ${CHUNK_MODELS-pythia-410m pythia-1.4b}; do
     stage "bench_neox_${m}_chunk" 150 node dist/bench/train_bench.js "$m" --device cuda --loss-chunk 8192
     grep '^{' "$out/bench_neox_${m}_chunk.txt" | sed 's/^{/{"loss_chunk":8192,/' >> "$out/bench_neox.jsonl"
+  done
+  for m in ${GELU_MODELS-}; do # bias_gelu_fusion: the tanh GELU in cuBLASLt's epilogue
+    stage "bench_neox_${m}_gelu_fusion" 150 node dist/bench/train_bench.js "$m" --device cuda --bias-gelu-fusion
+    grep '^{' "$out/bench_neox_${m}_gelu_fusion.txt" >> "$out/bench_neox.jsonl"
   done
   stage bench_torch 300 python3 .gpu/bench/torch_reference.py ${BENCH_MODELS:-pythia-160m pythia-410m pythia-1.4b}
   grep '^{' "$out/bench_torch.txt" > "$out/bench_torch.jsonl"

@@ -4,7 +4,9 @@
 //
 //   node dist/bench/train_bench.js [pythia-160m pythia-410m pythia-1.4b | tiny] [--seq N] [--mb N]
 //        [--steps N] [--warmup N] [--device auto|cpu|cuda] [--precision bf16|fp32] [--loss-chunk TOKENS]
-//        [--zero 0|1|2|3]
+//        [--zero 0|1|2|3] [--bias-gelu-fusion]
+// --bias-gelu-fusion trains the tanh GELU through linearGelu (GPT-NeoX's bias_gelu_fusion; on CUDA
+// cuBLASLt's GELU epilogue) instead of Pythia's exact GELU, which HF's GPTNeoX (the reference) uses.
 //
 // Data parallel (as ../shared/bench/torch_ddp.py under torchrun), one process per GPU:
 //   neox launch --nproc-per-node N --exec node dist/bench/train_bench.js MODEL [--zero 1|2|3]
@@ -30,6 +32,7 @@ async function main(): Promise<void> {
     options: {
       seq: { type: 'string' }, mb: { type: 'string' }, steps: { type: 'string' }, warmup: { type: 'string' }, device: { type: 'string' },
       precision: { type: 'string' }, 'loss-chunk': { type: 'string' }, zero: { type: 'string' },
+      'bias-gelu-fusion': { type: 'boolean' },
     },
   });
   const names = positionals.length ? positionals : ['pythia-160m', 'pythia-410m', 'pythia-1.4b'];
@@ -47,7 +50,7 @@ async function main(): Promise<void> {
     const seq = Number(values.seq ?? (name === 'tiny' ? 64 : 2048));
     const mb = Number(values.mb ?? shape.mb);
     const V = 50304; // Pythia's padded vocabulary
-    const model = new GPTNeoX(resolveModelConfig(pythiaKeys(shape, seq), name === 'tiny' ? 512 : V), backend);
+    const model = new GPTNeoX(resolveModelConfig({ ...pythiaKeys(shape, seq), bias_gelu_fusion: values['bias-gelu-fusion'] ?? false }, name === 'tiny' ? 512 : V), backend);
     // As the reference: bf16 autocast over f32 master weights (the CPU computes in f32).
     const compute = backend.name === 'cpu' ? 'f32' : values.precision === 'fp32' ? 'f32' : 'bf16';
     model.setComputeDtype(compute);
@@ -109,6 +112,7 @@ async function main(): Promise<void> {
     const flops = model.flopsPerToken(seq) * tokensPerSec / world; // per GPU
     console.log(JSON.stringify({
       impl: 'neox-ts', model: name, device: backend.name, compute, seq, micro_batch: mb, steps,
+      ...(values['bias-gelu-fusion'] ? { bias_gelu_fusion: true } : {}),
       ...(dist ? { gpus: world, zero_stage: zeroStage, tokens_per_sec_per_gpu: Math.round(tokensPerSec / world), peak_mem_gib_per_rank: perRank.map(([p]) => +(p! / 2 ** 30).toFixed(2)),
         state_gib_per_rank: perRank.map(([, st]) => +(st! / 2 ** 30).toFixed(2)) } : {}),
       params: model.numParameters(), non_embedding_params: model.nonEmbeddingParameters(),

@@ -57,11 +57,18 @@ function relErr(a: Float32Array, b: Float32Array): number {
   return Math.sqrt(num / Math.max(den, 1e-30));
 }
 
+// bias_gelu_fusion routes the MLP's up-projection through linearGelu (cuBLASLt's GELU epilogue on CUDA).
+const VARIANTS: [string, Partial<NeoXModelKeys>][] = [
+  ['', {}],
+  [', bias_gelu_fusion', { bias_gelu_fusion: true }],
+  [', bias_gelu_fusion without MLP bias', { bias_gelu_fusion: true, use_bias_in_mlp: false }],
+];
+
 for (const compute of ['f32', 'bf16'] as const) {
-  test(`loss and every gradient on CUDA match the CPU (${compute} compute)`, { skip }, () => {
+  for (const [what, over] of VARIANTS) test(`loss and every gradient on CUDA match the CPU (${compute} compute${what})`, { skip }, () => {
     const data = batches(1)[0]!;
-    const cpuModel = new GPTNeoX(resolveModelConfig(keys(), V), getBackend('cpu'));
-    const gpuModel = new GPTNeoX(resolveModelConfig(keys(), V), gpu!);
+    const cpuModel = new GPTNeoX(resolveModelConfig(keys(over), V), getBackend('cpu'));
+    const gpuModel = new GPTNeoX(resolveModelConfig(keys(over), V), gpu!);
     gpuModel.setComputeDtype(compute);
     const ref = lossAndGrads(cpuModel, getBackend('cpu'), data);
     const got = lossAndGrads(gpuModel, gpu!, data);

@@ -55,6 +55,11 @@ export class Linear extends Module {
     const p = this.precision;
     return ops.linear(x, atCompute(this.weight, p), this.bias && atCompute(this.bias, p));
   }
+  /** gelu_tanh(linear(x)) as one op (on CUDA, cuBLASLt's GELU epilogue): GPT-NeoX's bias_gelu_fusion. */
+  forwardGelu(x: Tensor): Tensor {
+    const p = this.precision;
+    return ops.linearGelu(x, atCompute(this.weight, p), this.bias && atCompute(this.bias, p));
+  }
 }
 
 export class Embedding extends Module {

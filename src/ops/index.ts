@@ -1,5 +1,5 @@
 // Ops: the typed front-ends of the kernels, each file with the gradients of its kernels.
-//   basic.ts      fill, cast, add/sub/mul/scale, sum/mean, sumRows, matmul, linear, reshape, embedding
+//   basic.ts      fill, cast, add/sub/mul/scale, sum/mean, sumRows, matmul, linear, linearGelu, reshape, embedding
 //   shape.ts      permute, split, concat
 //   norm.ts       layerNorm, rmsNorm, scaleNorm
 //   activation.ts activation (gelu, gelu_tanh, relu, silu), gatedActivation (SwiGLU/GeGLU), softmax

@@ -139,6 +139,8 @@ export class MLP extends Module {
     this.dense_4h_to_h = new Linear(F, cfg.hiddenSize, f, { bias: cfg.mlpBias, init: 'output' });
   }
   forward(x: Tensor /* (B, T, C) */): Tensor {
+    // bias_gelu_fusion (gelu_tanh, not gated): the up-projection and GELU are one cuBLASLt call.
+    if (!this.cfg.gated && this.cfg.activation === 'gelu_tanh') return this.dense_4h_to_h.forward(this.dense_h_to_4h.forwardGelu(x));
     const h = this.dense_h_to_4h.forward(x); // (B, T, F) or (B, T, 2F)
     const a = this.cfg.gated ? ops.gatedActivation(h, this.cfg.activation) : ops.activation(h, this.cfg.activation);
     return this.dense_4h_to_h.forward(a); // (B, T, C)
