@@ -481,7 +481,7 @@ export const SCHEMA = [
     k('activation', oneOf(ACTIVATIONS), 'gelu',
       'MLP activation (GPT-NeoX\'s list; NeoX.ts implements gelu, relu, silu, swiglu, geglu).'),
     k('bias_gelu_fusion', bool, false,
-      'GPT-NeoX\'s fused bias+GELU, which uses the tanh approximation: true selects tanh GELU.'),
+      'GPT-NeoX\'s fused bias+GELU, which uses the tanh approximation: true selects tanh GELU, computed with the up-projection in one op (cuBLASLt\'s GELU epilogue on CUDA).'),
     k('gpt_j_residual', bool, false, 'Parallel residual: x + attn(ln1(x)) + mlp(ln2(x)) (GPT-J/Pythia/NeoX-20B).'),
     k('gpt_j_tied', bool, false, 'With gpt_j_residual, share one norm: x + attn(ln(x)) + mlp(ln(x)).'),
     k('no_weight_tying', bool, false, 'Untie the input embedding and the output layer.'),
