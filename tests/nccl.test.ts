@@ -8,13 +8,16 @@
 
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import koffi from 'koffi';
 import type { CudaBackend } from '../src/backends/cuda/backend.js';
 import { NCCL_UNIQUE_ID_BYTES, NcclUniqueId, formatNcclError, ncclDataType, ncclDataTypeOf, ncclRedOp, ncclRedOpOf, ncclResult, ncclResultName, ncclStatus } from '../src/backends/cuda/ffi/nccl.js';
 import { CudaError, check } from '../src/backends/cuda/ffi/lib.js';
 import { initCuda } from '../src/backends/cuda/index.js';
 import { CommWatchdog, type InFlightOp, createNcclGroup, decodeUniqueId, shareUniqueId } from '../src/backends/cuda/nccl_group.js';
+import { HOST_WATCHDOG_EXIT_CODE } from '../src/parallel/host_watchdog.js';
 import { CollectiveError, Store, StoreServer, createProcessGroup } from '../src/parallel/index.js';
 import { tensor } from '../src/tensor/index.js';
 
@@ -229,4 +232,18 @@ test('one-rank NCCL group: all-reduce, reduce-scatter, all-gather, broadcast, co
     await store.close();
     await server.close();
   }
+});
+
+// The worker-thread watchdog (src/parallel/host_watchdog.ts) with a real communicator, in a child
+// process (tests/helpers/nccl_blocked_child.ts) since it ends the process it guards.
+test('a host blocked behind a collective that does not complete is ended by the watchdog thread, naming it; a busy host whose collective completed is not', { skip: noGpu }, async () => {
+  const { spawnSync } = await import('node:child_process');
+  const child = join(dirname(fileURLToPath(import.meta.url)), 'helpers', 'nccl_blocked_child.js');
+  const stuck = spawnSync(process.execPath, [child, 'stuck'], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(stuck.status, HOST_WATCHDOG_EXIT_CODE, `exit ${stuck.status}\n${stuck.stdout}\n${stuck.stderr}`);
+  assert.match(stuck.stderr, /neox: allReduce #1 on rank 0: in flight for [\d.]+ s \(timeout 0.3 s\) while this process has been blocked/);
+  assert.doesNotMatch(stuck.stdout, /survived/);
+  const busy = spawnSync(process.execPath, [child, 'busy'], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(busy.status, 0, `exit ${busy.status}\n${busy.stdout}\n${busy.stderr}`);
+  assert.match(busy.stdout, /survived/);
 });

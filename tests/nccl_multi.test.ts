@@ -2,7 +2,9 @@
 // every collective (all-reduce sum/avg/max/min in f32 and bf16, coalesced, reduce-scatter,
 // all-gather, broadcast, send/recv, barrier, a newGroup split) gives the same values as the CPU
 // group on the same inputs. Inputs are small integers, so both sums are exact and must agree bit
-// for bit. Skips (`skipped: needs 2 CUDA devices`) on a machine with fewer than 2 GPUs.
+// for bit. Then a hang: rank 1 never joins rank 0's all-reduce; rank 0, blocked in a download, is
+// ended by its worker-thread watchdog naming the operation, and the launcher stops both.
+// Skips (`skipped: needs 2 CUDA devices`) on a machine with fewer than 2 GPUs.
 //
 // This file is also the worker: with NEOX_NCCL_WORKER=1 it runs one rank and prints
 // `nccl_worker rank R: ok (N checks)`. By hand, on kind nvidia-h200-x2:
@@ -18,6 +20,7 @@ import { initCuda } from '../src/backends/cuda/index.js';
 import '../src/backends/cuda/nccl_group.js';
 import { type ProcessGroup, type Work, connectStore, createProcessGroup, readDistEnv } from '../src/parallel/index.js';
 import { type DType, type Tensor, getBackend, tensor } from '../src/tensor/index.js';
+import { HOST_WATCHDOG_EXIT_CODE } from '../src/parallel/host_watchdog.js';
 import { freePort, gpuCount } from './helpers/procs.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..'); // dist/tests → repo root
@@ -123,37 +126,71 @@ async function worker(): Promise<void> {
   console.log(`nccl_worker rank ${r}: ok (${checks} checks)`);
 }
 
+/**
+ * A hung collective (NEOX_NCCL_WORKER=hang): rank 1 never joins rank 0's all-reduce and waits;
+ * rank 0 blocks in the download of its result. Rank 0's worker-thread watchdog must end it (exit 3)
+ * after the 2 s timeout, naming the operation, and the launcher then stops rank 1.
+ */
+async function hangWorker(): Promise<void> {
+  const env = readDistEnv(process.env);
+  const be = initCuda(env.localRank);
+  if (!be) throw new Error(`rank ${env.rank}: no CUDA device ${env.localRank}`);
+  const store = await connectStore(env.masterAddr, env.masterPort, env.rank, { timeoutMs: 60_000 });
+  await store.barrier('init', env.rank, env.worldSize, 60_000);
+  const ng = await createProcessGroup('nccl', { store, rank: env.rank, size: env.worldSize, timeoutMs: 2000, localRank: env.localRank });
+  if (env.rank === 0) {
+    const x = tensor([1, 2, 3], [3], 'f32', be).keep();
+    await ng.allReduce(x).wait();
+    x.toArray(); // blocks: rank 1 never joins
+    console.log('hang_worker rank 0: the all-reduce completed (it should not have)');
+  } else {
+    await new Promise((r) => setTimeout(r, 120_000));
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The test (the launcher side)
 
+function launchSelf(worker: string): Promise<{ code: number | null; out: string }> {
+  return freePort().then((port) => new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [NEOX, 'launch', '--nproc-per-node', '2', '--master-port', String(port), '--exec', '--', process.execPath, SELF], {
+      cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NEOX_NCCL_WORKER: worker },
+    });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { out += d; });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`timed out:\n${out}`));
+    }, 300_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    });
+  }));
+}
 
-if (process.env.NEOX_NCCL_WORKER === '1') {
-  worker().catch((e: Error) => {
+const role = process.env.NEOX_NCCL_WORKER;
+if (role === '1' || role === 'hang') {
+  (role === '1' ? worker() : hangWorker()).catch((e: Error) => {
     process.stderr.write(`nccl_worker: ${e.stack ?? e.message}\n`);
     process.exit(1);
   });
 } else {
   const gpus = gpuCount();
-  test('2 ranks under neox launch: every NCCL collective equals the CPU group\'s result', { skip: gpus >= 2 ? false : 'skipped: needs 2 CUDA devices' }, async () => {
-    const port = await freePort();
-    const run = await new Promise<{ code: number | null; out: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, [NEOX, 'launch', '--nproc-per-node', '2', '--master-port', String(port), '--exec', '--', process.execPath, SELF], {
-        cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NEOX_NCCL_WORKER: '1' },
-      });
-      let out = '';
-      child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
-      child.stderr.setEncoding('utf8').on('data', (d: string) => { out += d; });
-      const timer = setTimeout(() => {
-        child.kill('SIGKILL');
-        reject(new Error(`timed out:\n${out}`));
-      }, 300_000);
-      child.on('close', (code) => {
-        clearTimeout(timer);
-        resolve({ code, out });
-      });
-    });
+  const skip = gpus >= 2 ? false : 'skipped: needs 2 CUDA devices';
+  test('2 ranks under neox launch: every NCCL collective equals the CPU group\'s result', { skip }, async () => {
+    const run = await launchSelf('1');
     assert.equal(run.code, 0, run.out);
     assert.match(run.out, /nccl_worker rank 0: ok \(\d+ checks\)/);
     assert.match(run.out, /nccl_worker rank 1: ok \(\d+ checks\)/);
+  });
+
+  test('a collective one rank never joins: the other, blocked on the device, is ended by its watchdog thread naming it, and the launcher stops both', { skip }, async () => {
+    const run = await launchSelf('hang');
+    assert.equal(run.code, HOST_WATCHDOG_EXIT_CODE, run.out);
+    assert.match(run.out, /neox: allReduce #1 on rank 0: in flight for [\d.]+ s \(timeout 2 s\) while this process has been blocked/);
+    assert.match(run.out, /neox launch: rank 0 \(pid \d+\) failed: it exited with code 3/);
+    assert.doesNotMatch(run.out, /it should not have/);
   });
 }

@@ -22,9 +22,10 @@
 // Watchdog: while operations are in flight, a timer (unref'd) polls each `done` event and
 // ncclCommGetAsyncError; an NCCL error, or an operation older than the timeout, aborts the
 // communicator (ncclCommAbort) and fails the group with a CollectiveError naming the operation, its
-// sequence number and this rank. Limitation: the timer runs on the event loop, so a host blocked in
-// cuStreamSynchronize (a download) behind a hung collective is not rescued; a worker-thread watchdog
-// is the fix (not built).
+// sequence number and this rank. The timer runs on the event loop, so a host blocked in
+// cuStreamSynchronize (a download) behind a hung collective would never see it: a HostWatchdog
+// (src/parallel/host_watchdog.ts, a worker thread) covers that case, reporting the oldest operation
+// and NCCL's async error and ending the process.
 //
 // Run on one H200 through a one-rank communicator (tests/nccl.test.ts, tests/cuda_zero.test.ts).
 // Not in the measured recipe and not yet run across GPUs: broadcast, send/recv, ncclCommSplit
@@ -32,15 +33,16 @@
 
 import { CollectiveError, PromiseWork, registerProcessGroupBackend } from '../../parallel/process_group.js';
 import type { GroupInit, ProcessGroup, ReduceOp, SyncCollectives, Work } from '../../parallel/process_group.js';
+import { HostWatchdog } from '../../parallel/host_watchdog.js';
 import type { Store } from '../../parallel/store.js';
 import { getBackend } from '../../tensor/engine.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { type CudaBackend, ptr } from './backend.js';
-import { CU_STREAM_NON_BLOCKING, type Handle, driverStatus } from './ffi/driver.js';
+import { CU_STREAM_NON_BLOCKING, type Handle, driverPath, driverStatus } from './ffi/driver.js';
 import { CudaError, devicePointer } from './ffi/lib.js';
 import {
   NCCL_SPLIT_NOCOLOR, NCCL_UNIQUE_ID_BYTES, type Nccl, type NcclComm, formatNcclError, nccl, ncclCommInitRank, ncclDataTypeOf,
-  ncclRedOpOf, ncclUniqueId,
+  ncclPath, ncclRedOpOf, ncclUniqueId,
 } from './ffi/nccl.js';
 
 const CUDA_ERROR_NOT_READY = 600;
@@ -119,6 +121,11 @@ export class CommWatchdog {
 
   track(op: InFlightOp): void {
     this.ops.push(op);
+  }
+
+  /** The operation in flight longest, if any. */
+  get oldest(): InFlightOp | undefined {
+    return this.ops[0];
   }
 
   /** Resolves when `op` has completed on the GPU (host-side wait; needs poll() to be called). */
@@ -210,6 +217,8 @@ export class NcclProcessGroup implements ProcessGroup, SyncCollectives {
   private readonly freeEvents: Handle[] = [];
   private readonly barrierBuf: number; // (1) f32 on the device
   private readonly watchdog: CommWatchdog;
+  /** The same watch from a worker thread, for when this thread is blocked in a device wait. */
+  private readonly hostWatchdog: HostWatchdog;
   private timer: ReturnType<typeof setInterval> | null = null;
   private seq = 0;
   private broken: CollectiveError | null = null;
@@ -241,6 +250,12 @@ export class NcclProcessGroup implements ProcessGroup, SyncCollectives {
       abort: () => this.api.ncclCommAbort(this.comm),
       release: (op) => this.freeEvents.push(op.done),
       now: () => performance.now(),
+    });
+    const ncclLib = ncclPath(), cudaLib = driverPath();
+    this.hostWatchdog = new HostWatchdog({
+      rank: ranks[rank]!, timeoutMs,
+      nccl: ncclLib ? { lib: ncclLib, comm } : undefined,
+      cuda: cudaLib ? { lib: cudaLib, context: be.context } : undefined,
     });
   }
 
@@ -357,6 +372,7 @@ export class NcclProcessGroup implements ProcessGroup, SyncCollectives {
       if (this.watchdog.pending) await new Promise((r) => setTimeout(r, 5));
     }
     this.stopTimer();
+    await this.hostWatchdog.stop();
     const aborted = this.watchdog.failure !== null;
     try {
       if (!aborted) {
@@ -380,6 +396,13 @@ export class NcclProcessGroup implements ProcessGroup, SyncCollectives {
     this.watchdog.poll();
     if (this.watchdog.failure) this.broken ??= this.watchdog.failure;
     if (!this.watchdog.pending) this.stopTimer();
+    this.reportToHostWatchdog();
+  }
+
+  /** Tells the worker-thread watchdog this thread is running, and what is in flight. */
+  private reportToHostWatchdog(): void {
+    const o = this.watchdog.oldest;
+    this.hostWatchdog.update(o ? { label: o.label, issued: o.issued, event: o.done } : null);
   }
 
   /** The compute stream waits for `op` (no host wait). */
@@ -434,6 +457,7 @@ export class NcclProcessGroup implements ProcessGroup, SyncCollectives {
       drv.cuEventRecord(done, this.commStream);
       const op: InFlightOp = { label, name, issued: performance.now(), done, state: 'pending', error: null };
       this.watchdog.track(op);
+      this.reportToHostWatchdog();
       this.startTimer();
       return new NcclWork(this, op, host);
     } catch (e) {
