@@ -122,7 +122,7 @@ async function main(): Promise<void> {
       state_gib: +(weightsAndState / 2 ** 30).toFixed(2), after_forward_gib: +(afterForward / 2 ** 30).toFixed(2),
     }));
     if (profiling) {
-      console.error(`kernel profile, ${name} (${steps} steps; device synchronized around each kernel):`);
+      console.error(`kernel profile, ${name} (${steps} steps; ${backend.timing ? 'device time between events around each kernel' : 'synchronized around each kernel'}):`);
       for (const line of kernelProfileReport().slice(0, 40)) console.error(line);
     }
   }

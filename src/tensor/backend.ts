@@ -52,4 +52,10 @@ export interface Backend {
   memoryStats(): MemoryStats;
   /** Restarts `peak` from what is allocated now (torch.cuda.reset_peak_memory_stats), to measure one phase. */
   resetPeakMemory(): void;
+  /**
+   * Optional device timing for the kernel profile: `mark()` records a point in the queue (a CUDA
+   * event) without waiting; `elapsedMs(a, b)` waits for `b` and returns the device time between
+   * the two, then releases both. Backends without it are timed by synchronizing around each kernel.
+   */
+  readonly timing?: { mark(): unknown; elapsedMs(a: unknown, b: unknown): number };
 }

@@ -127,15 +127,20 @@ export function runKernel<K extends KernelName>(kernel: K, inputs: Tensor[], att
   if (!impl) throw new Error(`kernel '${kernel}' has no implementation on backend '${be.name}'`);
   let outputs: Tensor[];
   if (profile) {
-    be.synchronize();
-    const t0 = performance.now();
-    outputs = impl(inputs, attrs, be);
-    be.synchronize();
     const key = `${kernel} ${profileDtypes(inputs)}`;
-    const rec = profile.get(key) ?? { calls: 0, ms: 0 };
-    rec.calls++;
-    rec.ms += performance.now() - t0;
-    profile.set(key, rec);
+    if (be.timing) {
+      // Device time between two queue marks: the queue keeps running ahead (no host waits).
+      const a = be.timing.mark();
+      outputs = impl(inputs, attrs, be);
+      pendingTimes.push({ key, timing: be.timing, a, b: be.timing.mark() });
+      if (pendingTimes.length >= 4096) settleTimes();
+    } else {
+      be.synchronize();
+      const t0 = performance.now();
+      outputs = impl(inputs, attrs, be);
+      be.synchronize();
+      addTime(key, performance.now() - t0);
+    }
   } else {
     outputs = impl(inputs, attrs, be);
   }
@@ -159,10 +164,27 @@ export function runKernel<K extends KernelName>(kernel: K, inputs: Tensor[], att
 }
 
 // ---------------------------------------------------------------------------------------------
-// Kernel profiling (NEOX_PROFILE_KERNELS=1): each kernel is synchronized and timed by name and
-// input dtypes. It serializes the device, so it measures where time goes, not throughput.
+// Kernel profiling (NEOX_PROFILE_KERNELS=1): each kernel's time by name and input dtypes. On a
+// backend with `timing` (CUDA), the device time between events recorded around its launches; the
+// host does not wait except every 4096 kernels, to read them. Elsewhere (CPU) each kernel is
+// synchronized and timed on the host. A kernel that runs other kernels counts their time too.
 
 let profile: Map<string, { calls: number; ms: number }> | null = process.env.NEOX_PROFILE_KERNELS === '1' ? new Map() : null;
+let pendingTimes: { key: string; timing: NonNullable<Backend['timing']>; a: unknown; b: unknown }[] = [];
+
+function addTime(key: string, ms: number): void {
+  const rec = profile?.get(key) ?? { calls: 0, ms: 0 };
+  rec.calls++;
+  rec.ms += ms;
+  profile?.set(key, rec);
+}
+
+/** Reads the device times recorded so far into the profile. */
+function settleTimes(): void {
+  const done = pendingTimes;
+  pendingTimes = [];
+  for (const p of done) addTime(p.key, p.timing.elapsedMs(p.a, p.b));
+}
 
 /** The profile key's input dtypes: listed, or counted for a kernel over many tensors (adamwMulti). */
 function profileDtypes(inputs: readonly Tensor[]): string {
@@ -174,12 +196,14 @@ function profileDtypes(inputs: readonly Tensor[]): string {
 
 /** Turns kernel profiling on (a fresh table) or off. */
 export function profileKernels(on: boolean): void {
+  settleTimes();
   profile = on ? new Map() : null;
 }
 
 /** The profile so far, slowest first, as printable lines (empty when profiling is off). */
 export function kernelProfileReport(): string[] {
   if (!profile) return [];
+  settleTimes();
   const rows = [...profile.entries()].sort((a, b) => b[1].ms - a[1].ms);
   const total = rows.reduce((n, [, r]) => n + r.ms, 0);
   return rows.map(([k, r]) => `${(100 * r.ms / total).toFixed(1).padStart(5)}%  ${r.ms.toFixed(1).padStart(9)} ms  ${String(r.calls).padStart(6)} calls  ${k}`);

@@ -225,6 +225,28 @@ export class CudaBackend implements Backend {
     this.allocator.resetPeak();
   }
 
+  /** The kernel profile's device timing: events recorded on the stream, pooled. */
+  readonly timing = {
+    mark: (): Handle => {
+      const e = this.timingEvents.pop() ?? this.newTimingEvent();
+      this.drv.cuEventRecord(e, this.stream);
+      return e;
+    },
+    elapsedMs: (a: unknown, b: unknown): number => {
+      this.drv.cuEventSynchronize(b as Handle);
+      const ms = eventElapsedMs(a as Handle, b as Handle);
+      this.timingEvents.push(a as Handle, b as Handle);
+      return ms;
+    },
+  };
+  private readonly timingEvents: Handle[] = [];
+
+  private newTimingEvent(): Handle {
+    const e: [Handle | null] = [null];
+    this.drv.cuEventCreate(e, CU_EVENT_DEFAULT);
+    return e[0]!;
+  }
+
   // ------------------------------------------------------------------------------------------
   // For kernels
 
