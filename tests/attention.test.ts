@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as ops from '../src/ops/index.js';
-import { type KernelAttrs, type Tensor, runKernel, tensor } from '../src/tensor/index.js';
+import { type KernelAttrs, type Tensor, backward, runKernel, tensor } from '../src/tensor/index.js';
 import { assertClose, gradcheck, randn } from './helpers/check.js';
 
 interface Mode {
@@ -395,6 +395,38 @@ test('rotary bshd ([B, T, H, D], positions along axis 1) equals permute ∘ rota
 test('rotary bshd gradient matches finite differences', () => {
   gradcheck((x) => ops.rotary(x, 4, 10000, 7, { layout: 'bshd' }), [randn([1, 5, 2, 8], 26)]);
   gradcheck((x) => ops.rotary(x, 6, 500, 0, { layout: 'bshd' }), [randn([2, 4, 3, 6], 27)]);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Packed QKV
+
+test('packed QKV: rotaryQKV + attentionQKV equal split → rotary → attention bitwise (o and the qkv gradient); gradients match finite differences', () => {
+  for (const [B, T, H, D, rot, offset, dtype] of [[2, 7, 3, 8, 4, 0, 'f64'], [1, 40, 2, 6, 6, 3, 'f32'], [1, 5, 2, 4, 0, 0, 'f64']] as const) {
+    const x = randn([B, T, H, 3 * D], 40 + T, dtype);
+    const mode = { causal: true, window: 0, alibi: false };
+    const packed = (qkv: Tensor) => ops.attentionQKV(rot ? ops.rotaryQKV(qkv, rot, 10000, offset) : qkv, mode);
+    const separate = (qkv: Tensor) => {
+      let [q, k, v] = ops.split(qkv, [D, D, D], -1) as [Tensor, Tensor, Tensor];
+      if (rot) [q, k] = [ops.rotary(q, rot, 10000, offset, { layout: 'bshd' }), ops.rotary(k, rot, 10000, offset, { layout: 'bshd' })];
+      return ops.attention(q, k, v, { ...mode, layout: 'bshd' });
+    };
+    const dO = randn([B, T, H, D], 90 + T, dtype);
+    const run = (f: (qkv: Tensor) => Tensor) => {
+      const xi = tensor(x.toArray(), x.shape, dtype);
+      xi.requiresGrad = true;
+      const o = f(xi);
+      const values = Array.from(o.toArray());
+      backward(ops.sum(ops.mul(o, dO)));
+      return { o: values, g: Array.from(xi.grad!.toArray()) };
+    };
+    const a = run(packed), b = run(separate);
+    assert.deepEqual(a.o, b.o, `o, [${x.shape}] rot ${rot}`);
+    assert.deepEqual(a.g, b.g, `dqkv, [${x.shape}] rot ${rot}`);
+  }
+  gradcheck((qkv) => ops.rotaryQKV(qkv, 4, 10000, 2), [randn([1, 3, 2, 18], 51)]);
+  gradcheck((qkv) => ops.attentionQKV(ops.rotaryQKV(qkv, 2, 500, 0)), [randn([2, 4, 2, 12], 52)]);
+  assert.throws(() => ops.attentionQKV(randn([1, 2, 3, 8], 53)), /attentionQKV: expected qkv \[B, T, H, 3·D\], got \[1,2,3,8\]/);
+  assert.throws(() => ops.rotaryQKV(randn([1, 2, 3, 12], 54), 6, 10000), /rotaryQKV: rotaryDims must be an even integer in \[0, 4\], got 6/);
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -191,6 +191,50 @@ test('attention forward and backward match the CPU: bf16 through cuDNN where it 
   assert.deepEqual(failures, [], failures.join('\n'));
 });
 
+// The packed QKV [B, T, H, 3D] the model trains with (multi-head): rotaryQKV and attentionQKV(+Backward)
+// on CUDA against the CPU's (the split → rotary / attention → concat composition). bf16 with T % 128 = 0
+// must go through cuDNN reading q, k, v in place and writing one dqkv; f32 and T = 96 take the fallback.
+test('packed QKV: rotaryQKV and attentionQKV forward and backward match the CPU; cuDNN reads and writes the packed heads', { skip: noGpu }, () => {
+  const failures: string[] = [];
+  const sdpa = sdpaFor(gpu!);
+  for (const [B, T, H, D, rot, dtype, expectCudnn] of [
+    [2, 128, 4, 64, 16, 'bf16', true], [1, 256, 2, 128, 32, 'bf16', true], [1, 128, 3, 64, 64, 'bf16', true],
+    [2, 96, 2, 64, 16, 'bf16', false], [1, 64, 2, 32, 8, 'f32', false], [1, 128, 2, 10, 4, 'f32', false], [1, 128, 2, 64, 0, 'bf16', true],
+  ] as [number, number, number, number, number, FloatT, boolean][]) {
+    const what = `B${B} T${T} H${H} D${D} rot ${rot} ${dtype}`;
+    const before = attentionPaths();
+    scope(() => {
+      const shape = [B, T, H, 3 * D];
+      const [xc, xg] = pair(shape, dtype, 2);
+      const [dc, dg] = pair([B, T, H, D], dtype, 1);
+      for (const inverse of [false, true]) {
+        const rattrs = { rotaryDims: rot, base: 10000, offset: inverse ? 5 : 0, inverse };
+        const rc = runKernel('rotaryQKV', [xc], rattrs)[0]!;
+        const rg = runKernel('rotaryQKV', [xg], rattrs)[0]!;
+        const e = compare(`${what} rotaryQKV${inverse ? ' inverse' : ''}`, rg.toFloat32(), rc.toFloat32(), dtype === 'f32' ? [1e-6, 1e-6, 1e-6] : [8e-3, 8e-3, 4e-3]);
+        if (e.bad) failures.push(e.bad);
+      }
+      const attrs: KernelAttrs['attentionQKV'] = { scale: 1 / Math.sqrt(D), causal: true, window: 0, alibi: false };
+      const [oc, lc] = runKernel('attentionQKV', [xc], attrs);
+      const [og, lg] = runKernel('attentionQKV', [xg], attrs);
+      const [gc] = runKernel('attentionQKVBackward', [xc, oc!, lc!, dc], attrs);
+      const [gg] = runKernel('attentionQKVBackward', [xg, og!, lg!, dg], attrs);
+      assert.deepEqual(og!.shape, [B, T, H, D]);
+      assert.deepEqual(gg!.shape, shape);
+      const tol = TOL[dtype];
+      for (const [n, e] of [
+        ['o', compare(`${what} o`, og!.toFloat32(), oc!.toFloat32(), tol.o)],
+        ['lse', compareLse(lg!.toFloat32(), lc!.toFloat32(), tol.lse)],
+        ['dqkv', compare(`${what} dqkv`, gg!.toFloat32(), gc!.toFloat32(), tol.grad)],
+      ] as const) if (e.bad) failures.push(`${n}: ${e.bad}`);
+    });
+    const after = attentionPaths();
+    const cudnn = after.cudnnForward > before.cudnnForward && after.cudnnBackward > before.cudnnBackward;
+    if (sdpa && cudnn !== expectCudnn) failures.push(`${what}: expected ${expectCudnn ? 'cuDNN' : 'the fallback'} (rejected: ${[...sdpa.rejected.values()].join('; ') || 'none'})`);
+  }
+  assert.deepEqual(failures, [], failures.join('\n'));
+});
+
 test('attention timings at Pythia-160m and Pythia-1.4B shapes (bf16, causal): cuDNN and fallback', { skip: noGpu }, () => {
   const be = gpu!;
   const poison = be.poison;

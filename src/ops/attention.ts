@@ -1,6 +1,8 @@
 // Ops: positions and attention, with their gradients.
 //   rotary(x, rotaryDims, base, offset, { layout })  rotate-half rotary embedding (GPT-NeoX / HF), partial via rotaryDims
 //   attention(q, k, v, opts)              scaled dot-product attention: causal, sliding window, ALiBi, GQA/MQA
+//   rotaryQKV(qkv, …), attentionQKV(qkv, opts)  the same on the packed QKV projection [B, T, H, 3D] (MHA):
+//                                         no split or concat, q/k/v read in place (see "Packed QKV" below)
 //   rotaryTable(T, rotaryDims, base, offset)  the cos/sin table every backend uses (angles as GPT-NeoX/HF round them)
 //   alibiSlopes(H)                        GPT-NeoX's ALiBi slopes (incl. the non-power-of-2 rule)
 //   sinusoidalPositions(T, C)             GPT-NeoX's SinusoidalPositionalEmbedding table, [sin ‖ cos]
@@ -23,7 +25,7 @@
 // - ALiBi: score += −slope_h · |pos_q − pos_k| (causal: GPT-NeoX's −tril(i − j) bias; non-causal:
 //   flash-attn's alibi_slopes convention), slopes rounded to f32 as GPT-NeoX's slopes buffer is.
 
-import { registerGradient, runKernel } from '../tensor/engine.js';
+import { noGrad, registerGradient, registerKernel, runKernel } from '../tensor/engine.js';
 import type { AttentionLayout, KernelAttrs } from '../tensor/kernels.js';
 import { headsFirst } from '../tensor/layout.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -175,3 +177,86 @@ registerGradient('attention', ([dO], [q, k, v], [o, lse], attrs) => {
   const [dq, dk, dv] = runKernel('attentionBackward', [q!, k!, v!, o!, lse!, dO], attrs);
   return [dq!, dk!, dv!];
 }, { inputs: [0, 1, 2], outputs: [0, 1] });
+
+// ---------------------------------------------------------------------------------------------
+// Packed QKV
+//
+// qkv [B, T, H, 3·D]: the fused projection's output viewed per head, each row [q ‖ k ‖ v] (GPT-NeoX's
+// layout; multi-head only, H = Hkv). rotaryQKV rotates q and k in one pass; attentionQKV attends
+// with q, k, v read in place and its gradient comes back as one dqkv. In training this replaces
+// split → rotary(q), rotary(k) → attention → (backward) concat. A backend without its own kernels
+// (the CPU) runs exactly that composition (packedReference below), so the two paths agree bit for bit.
+
+/** qkv [B, T, H, 3D] → qkv with rotate-half rotary on the first `rotaryDims` dims of q and of k. */
+export function rotaryQKV(qkv: Tensor, rotaryDims: number, base: number, offset = 0): Tensor {
+  const D = packedHeadDim(qkv, 'rotaryQKV');
+  if (!Number.isInteger(rotaryDims) || rotaryDims < 0 || rotaryDims > D || rotaryDims % 2 !== 0) {
+    throw new Error(`rotaryQKV: rotaryDims must be an even integer in [0, ${D}], got ${rotaryDims}`);
+  }
+  if (!(base > 0)) throw new Error(`rotaryQKV: base must be positive, got ${base}`);
+  if (!Number.isInteger(offset) || offset < 0) throw new Error(`rotaryQKV: offset must be a non-negative integer, got ${offset}`);
+  return runKernel('rotaryQKV', [qkv], { rotaryDims, base, offset, inverse: false })[0]!;
+}
+registerGradient('rotaryQKV', ([dy], _x, _y, attrs) => [dy && runKernel('rotaryQKV', [dy], { ...attrs, inverse: !attrs.inverse })[0]!], {});
+
+/** qkv [B, T, H, 3D] → o [B, T, H, D]: attention(q, k, v, { layout: 'bshd', ...opts }) of the packed heads. */
+export function attentionQKV(qkv: Tensor, opts: Omit<AttentionOptions, 'layout'> = {}): Tensor {
+  const D = packedHeadDim(qkv, 'attentionQKV');
+  const window = opts.window ?? 0;
+  if (!Number.isInteger(window) || window < 0) throw new Error(`attentionQKV: window must be a non-negative integer, got ${window}`);
+  const attrs: KernelAttrs['attentionQKV'] = { scale: opts.scale ?? 1 / Math.sqrt(D), causal: opts.causal ?? true, window, alibi: opts.alibi ?? false };
+  return runKernel('attentionQKV', [qkv], attrs)[0]!; // outputs: o, lse (kept on the tape for backward)
+}
+registerGradient('attentionQKV', ([dO], [qkv], [o, lse], attrs) => {
+  if (!dO) return [null];
+  return [runKernel('attentionQKVBackward', [qkv!, o!, lse!, dO], attrs)[0]!];
+}, { inputs: [0], outputs: [0, 1] });
+
+function packedHeadDim(qkv: Tensor, op: string): number {
+  if (qkv.ndim !== 4 || qkv.dim(3) % 3 !== 0) throw new Error(`${op}: expected qkv [B, T, H, 3·D], got [${qkv.shape}]`);
+  return qkv.dim(3) / 3;
+}
+
+/**
+ * The packed kernels as the composition of the separate ones (split, rotary / attention(Backward),
+ * concat), intermediates freed: every backend's reference, and the CUDA kernels' fallback for the
+ * cases their fast path does not take.
+ */
+export const packedReference = {
+  rotaryQKV(qkv: Tensor, attrs: KernelAttrs['rotaryQKV']): Tensor {
+    return noGrad(() => {
+      const [q, k, v] = unpack(qkv);
+      const rq = runKernel('rotary', [q], { ...attrs, layout: 'bshd' })[0]!;
+      const rk = runKernel('rotary', [k], { ...attrs, layout: 'bshd' })[0]!;
+      const y = runKernel('concat', [rq, rk, v], { axis: 3 })[0]!;
+      for (const t of [q, k, v, rq, rk]) t.dispose();
+      return y;
+    });
+  },
+  attentionQKV(qkv: Tensor, attrs: KernelAttrs['attentionQKV']): Tensor[] {
+    return noGrad(() => {
+      const [q, k, v] = unpack(qkv);
+      const out = runKernel('attention', [q, k, v], { ...attrs, layout: 'bshd' });
+      for (const t of [q, k, v]) t.dispose();
+      return out;
+    });
+  },
+  attentionQKVBackward(qkv: Tensor, o: Tensor, lse: Tensor, dO: Tensor, attrs: KernelAttrs['attentionQKVBackward']): Tensor {
+    return noGrad(() => {
+      const [q, k, v] = unpack(qkv);
+      const grads = runKernel('attentionBackward', [q, k, v, o, lse, dO], { ...attrs, layout: 'bshd' });
+      const dqkv = runKernel('concat', grads, { axis: 3 })[0]!;
+      for (const t of [q, k, v, ...grads]) t.dispose();
+      return dqkv;
+    });
+  },
+};
+
+function unpack(qkv: Tensor): Tensor[] {
+  const D = packedHeadDim(qkv, 'packed QKV');
+  return runKernel('split', [qkv], { axis: 3, sizes: [D, D, D] });
+}
+
+registerKernel('rotaryQKV', '*', ([qkv], attrs) => [packedReference.rotaryQKV(qkv!, attrs)]);
+registerKernel('attentionQKV', '*', ([qkv], attrs) => packedReference.attentionQKV(qkv!, attrs));
+registerKernel('attentionQKVBackward', '*', ([qkv, o, lse, dO], attrs) => [packedReference.attentionQKVBackward(qkv!, o!, lse!, dO!, attrs)]);

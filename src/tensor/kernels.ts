@@ -111,6 +111,14 @@ export interface KernelAttrs {
   attention: { scale: number; causal: boolean; window: number; alibi: boolean; layout?: AttentionLayout };
   /** q, k, v, o, lse, dO → dq, dk, dv (each in its input's layout). */
   attentionBackward: { scale: number; causal: boolean; window: number; alibi: boolean; layout?: AttentionLayout };
+  // Packed QKV (multi-head, H = Hkv): qkv [B, T, H, 3·D], each head's row [q ‖ k ‖ v], GPT-NeoX's
+  // fused projection viewed per head. Equal to splitting it into q, k, v [B, T, H, D] (bshd) first.
+  /** qkv → qkv with rotary (as `rotary`, bshd) on q and on k; v unchanged. */
+  rotaryQKV: { rotaryDims: number; base: number; offset: number; inverse: boolean };
+  /** qkv [B, T, H, 3D] → o [B, T, H, D], lse [B, H, T] f32: `attention` (bshd, T = S) of its q, k, v. */
+  attentionQKV: { scale: number; causal: boolean; window: number; alibi: boolean };
+  /** qkv, o, lse, dO → dqkv [B, T, H, 3D]: `attentionBackward`'s dq, dk, dv, packed. */
+  attentionQKVBackward: { scale: number; causal: boolean; window: number; alibi: boolean };
 
   // --- loss
   /** logits [N, V], labels [N] i32 → loss [N] f32, lse [N] f32. Labels < 0 give loss 0. */
@@ -149,7 +157,7 @@ export const KERNEL_NAMES = [
   'layerNorm', 'layerNormBackward', 'rmsNorm', 'rmsNormBackward', 'scaleNorm', 'scaleNormBackward',
   'activation', 'activationBackward', 'gatedActivation', 'gatedActivationBackward', 'softmax', 'softmaxBackward',
   'dropout', 'rotary', 'attention', 'attentionBackward', 'crossEntropy', 'crossEntropyBackward', 'checkpoint', 'adamw',
-  'clipFactor', 'adamwMulti', 'linearGelu',
+  'clipFactor', 'adamwMulti', 'linearGelu', 'rotaryQKV', 'attentionQKV', 'attentionQKVBackward',
 ] as const satisfies readonly KernelName[];
 
 // A compile-time check that KERNEL_NAMES lists every declared kernel.

@@ -11,6 +11,9 @@
 //   bhsd  q, o, dO, dq contiguous [B, H, T, D], k, v, dk, dv [B, Hkv, S, D]: strides [H·S·D, S·D, D, 1]
 //   bshd  q, o, dO, dq [B, T, H, D], k, v, dk, dv [B, S, Hkv, D] (what the model's QKV projection
 //         gives, so it permutes no heads): strides [S·H·D, D, H·D, 1]
+//   packed (with bshd, H = Hkv) q, k, v and dq, dk, dv inside one [B, S, H, 3·D] buffer, each
+//         head's row [q ‖ k ‖ v] (the QKV projection's own output, so nothing is split or
+//         concatenated): strides [S·H·3D, 3D, H·3D, 1] from qkv, qkv + D and qkv + 2D; o, dO bshd
 // K (and V in backward) go in transposed, [B, Hkv, D, S] with the last two strides swapped. The
 // graph-internal tensors (virtuals, the dQ accumulator, GQA's full-head dK/dV) keep contiguous
 // strides whatever the layout (cudnn-frontend too gives the last two contiguous strides). cuDNN's
@@ -38,6 +41,12 @@ export interface SdpaShape {
   readonly D: number;
   /** Where the heads sit in memory (default 'bhsd'): see the header. */
   readonly layout?: AttentionLayout;
+  /**
+   * q, k, v (and dq, dk, dv) inside one packed [B, S, H, 3·D] buffer, each head's row [q ‖ k ‖ v]
+   * (GPT-NeoX's fused projection; H = Hkv): strides [S·H·3D, 3D, H·3D, 1] from pointers qkv, qkv + D,
+   * qkv + 2D. o and dO stay [B, S, H, D] (layout must be 'bshd').
+   */
+  readonly packed?: boolean;
 }
 
 export interface SdpaForwardArgs {
@@ -246,6 +255,12 @@ function layoutStrides(B: number, heads: number, S: number, D: number, layout: A
   return layout === 'bshd' ? [S * heads * D, D, heads * D, 1] : [heads * S * D, S * D, D, 1];
 }
 
+/** Strides of q, k, v (and dq, dk, dv): the packed QKV's, or the layout's. */
+function ioStrides(s: SdpaShape, heads: number): number[] {
+  if (s.packed) return [s.S * s.H * 3 * s.D, 3 * s.D, s.H * 3 * s.D, 1];
+  return layoutStrides(s.B, heads, s.S, s.D, s.layout ?? 'bhsd');
+}
+
 /** The transposed view [B, heads, D, S] of a [B, heads, S, D] tensor with strides `str` (K, and V in backward). */
 function transposed(str: readonly number[]): number[] {
   return [str[0]!, str[1]!, str[3]!, str[2]!];
@@ -315,7 +330,8 @@ export class Sdpa {
   }
 
   private plan(dir: 'fwd' | 'bwd', s: SdpaShape, build: () => Plan): Plan | null {
-    const key = `${dir} B${s.B} H${s.H} Hkv${s.Hkv} S${s.S} D${s.D} ${s.layout ?? 'bhsd'}`;
+    if (s.packed && (s.H !== s.Hkv || s.layout !== 'bshd')) throw new Error(`cuDNN attention: packed QKV needs H = Hkv and layout bshd`);
+    const key = `${dir} B${s.B} H${s.H} Hkv${s.Hkv} S${s.S} D${s.D} ${s.layout ?? 'bhsd'}${s.packed ? ' packed' : ''}`;
     const hit = this.plans.get(key);
     if (hit !== undefined) return hit;
     let plan: Plan | null = null;
@@ -363,11 +379,11 @@ export class Sdpa {
       const BF = DATA.BFLOAT16, F = DATA.FLOAT;
       const qDims = [B, H, S, D], kvDims = [B, Hkv, S, D], sDims = [B, H, S, S], rDims = [B, H, S, 1];
       const sStr = contiguous(sDims), rStr = contiguous(rDims);
-      const qIo = layoutStrides(B, H, S, D, layout), kvIo = layoutStrides(B, Hkv, S, D, layout); // q, o; k, v
+      const qIo = ioStrides(s, H), kvIo = ioStrides(s, Hkv), oIo = layoutStrides(B, H, S, D, layout); // q; k, v; o
       const Q = b.tensor(UID.Q, BF, qDims, qIo);
       const KT = b.tensor(UID.K, BF, [B, Hkv, D, S], transposed(kvIo));
       const V = b.tensor(UID.V, BF, kvDims, kvIo);
-      const O = b.tensor(UID.O, BF, qDims, qIo);
+      const O = b.tensor(UID.O, BF, qDims, oIo);
       const stats = b.tensor(UID.STATS, F, rDims, rStr);
       const scale = b.scalar(UID.SCALE);
       const negInf = b.scalar(UID.NEG_INF);
@@ -415,16 +431,16 @@ export class Sdpa {
       const BF = DATA.BFLOAT16, F = DATA.FLOAT;
       const qDims = [B, H, S, D], kvDims = [B, Hkv, S, D], sDims = [B, H, S, S], rDims = [B, H, S, 1];
       const qStr = contiguous(qDims), sStr = contiguous(sDims), rStr = contiguous(rDims); // graph-internal
-      const qIo = layoutStrides(B, H, S, D, layout), kvIo = layoutStrides(B, Hkv, S, D, layout); // q, o, dO, dq; k, v, dk, dv
+      const qIo = ioStrides(s, H), kvIo = ioStrides(s, Hkv), oIo = layoutStrides(B, H, S, D, layout); // q, dq; k, v, dk, dv; o, dO
       const tDims = [B, H, S, S], tStr = [sStr[0]!, sStr[1]!, 1, S]; // transposed view of an S tensor
       const Q = b.tensor(UID.Q, BF, qDims, qIo);
       const KT = b.tensor(UID.K, BF, [B, Hkv, D, S], transposed(kvIo));
       const VT = b.tensor(UID.V, BF, [B, Hkv, D, S], transposed(kvIo));
-      const O = b.tensor(UID.O, BF, qDims, qIo);
+      const O = b.tensor(UID.O, BF, qDims, oIo);
       const stats = b.tensor(UID.STATS, F, rDims, rStr);
       const scale = b.scalar(UID.SCALE);
       const negInf = b.scalar(UID.NEG_INF);
-      const dO = b.tensor(UID.DO, BF, qDims, qIo);
+      const dO = b.tensor(UID.DO, BF, qDims, oIo);
       const dQ = b.tensor(UID.DQ, BF, qDims, qIo);
       const dK = b.tensor(UID.DK, BF, kvDims, kvIo);
       const dV = b.tensor(UID.DV, BF, kvDims, kvIo);

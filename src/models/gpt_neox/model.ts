@@ -100,10 +100,16 @@ export class Attention extends Module {
     const kvWidth = (D * Hkv) / H;
     // GPT-NeoX's layout: per query head, [q (D) ‖ k (D·Hkv/H) ‖ v (D·Hkv/H)]; for MHA this is [q ‖ k ‖ v] per head.
     const qkv = ops.reshape(this.query_key_value.forward(x), [B, T, H, D + 2 * kvWidth]);
-    const [q0, k0, v0] = ops.split(qkv, [D, kvWidth, kvWidth], -1) as [Tensor, Tensor, Tensor]; // contiguous copies
     const attn = { causal: true, window: this.cfg.slidingWindow, alibi: this.cfg.posEmb === 'alibi' };
+    if (!step && Hkv === H) {
+      // Training and scoring, multi-head: rotary and attention on the packed heads, no split or concat.
+      const rotated = this.rotaryDims > 0 ? ops.rotaryQKV(qkv, this.rotaryDims, this.cfg.rotaryBase, offset) : qkv; // (B, T, H, 3D)
+      const o = ops.attentionQKV(rotated, attn); // (B, T, H, D)
+      return this.dense.forward(ops.reshape(o, [B, T, C]));
+    }
+    const [q0, k0, v0] = ops.split(qkv, [D, kvWidth, kvWidth], -1) as [Tensor, Tensor, Tensor]; // contiguous copies
     if (!step) {
-      // Training and scoring: the heads stay where the projection put them (layout bshd), no permutes.
+      // Training and scoring with GQA: the heads stay where the projection put them (layout bshd), no permutes.
       let q = q0; // (B, T, H, D)
       let k = ops.reshape(k0, [B, T, Hkv, D]); // (B, T, Hkv, D): a view (for GQA, k0's H · kvW = Hkv · D per token)
       const v = ops.reshape(v0, [B, T, Hkv, D]);

@@ -9,17 +9,22 @@
 //
 //   setCudnnAttention(on)  tests force the fallback with it; attentionPaths() counts which path ran
 //
+// attentionQKV / attentionQKVBackward (the packed QKV [B, T, H, 3D]): cuDNN reads q, k, v in place
+// through the packed strides and writes dq, dk, dv into one dqkv (sdpa.ts `packed`); where cuDNN
+// does not apply, ops/attention.ts's packedReference (split, the kernels above, concat).
+//
 // Both layouts (attrs.layout: bhsd q [B, H, T, D], k, v [B, Hkv, S, D], or bshd q [B, T, H, D], k, v
 // [B, S, Hkv, D]) run in place on both paths: cuDNN gets the layout's strides (sdpa.ts) and
 // attention.cu addresses rows through a per-head base and row stride. No permutes.
 // lse is f32 [B, H, T] on both paths and in both layouts (cuDNN's Stats tensor is the same
 // quantity: see sdpa.ts).
 
-import { alibiSlopes } from '../../../ops/attention.js';
+import { alibiSlopes, packedReference } from '../../../ops/attention.js';
 import { registerKernel } from '../../../tensor/engine.js';
 import type { AttentionLayout } from '../../../tensor/kernels.js';
 import { attentionShape, headsFirst } from '../../../tensor/layout.js';
 import type { Tensor } from '../../../tensor/tensor.js';
+import { ITEM_SIZE } from '../../../tensor/dtype.js';
 import type { CudaBackend, CudaStorage } from '../backend.js';
 import { sdpaFor, sdpaSupports } from '../sdpa.js';
 import { cuda, floatSuffix, out, ptr } from './util.js';
@@ -164,4 +169,53 @@ registerKernel('attentionBackward', 'cuda', ([q, k, v, o, lse, dO], { scale, cau
   be.releaseScratch(delta);
   paths.fallbackBackward++;
   return [dq, dk, dv];
+});
+
+/** The packed QKV's dims, and whether cuDNN takes it (bf16, causal, T % 128 = 0, …). */
+function packed(qkv: Tensor, kernel: string, causal: boolean, window: number, alibi: boolean): { B: number; T: number; H: number; D: number; cudnn: boolean } {
+  if (qkv.ndim !== 4 || qkv.dim(3) % 3 !== 0) throw new Error(`${kernel}: expected qkv [B, T, H, 3·D], got [${qkv.shape}]`);
+  const [B, T, H, W] = qkv.shape as [number, number, number, number];
+  const D = W / 3;
+  const aligned = ptr(qkv) % 16 === 0 && (D * 2) % 16 === 0; // the k and v pointers, qkv + D and + 2D, 16-byte aligned
+  return { B, T, H, D, cudnn: cudnnEnabled && aligned && B * T * H > 0 && sdpaSupports(qkv.dtype, causal, window, alibi, T, T, D) };
+}
+
+registerKernel('attentionQKV', 'cuda', ([qkv], attrs, backend) => {
+  const be = cuda(backend);
+  const { B, T, H, D, cudnn } = packed(qkv!, 'attentionQKV', attrs.causal, attrs.window, attrs.alibi);
+  if (cudnn) {
+    const sdpa = sdpaFor(be);
+    const o = out([B, T, H, D], qkv!.dtype, be); // (B, T, H, D)
+    const lse = out([B, H, T], 'f32', be); // (B, H, T)
+    const p = ptr(qkv!), e = ITEM_SIZE[qkv!.dtype];
+    const shape = { B, H, Hkv: H, S: T, D, layout: 'bshd' as const, packed: true };
+    if (sdpa?.forward(shape, attrs.scale, { q: p, k: p + D * e, v: p + 2 * D * e, o: ptr(o), lse: ptr(lse) })) {
+      paths.cudnnForward++;
+      return [o, lse];
+    }
+    o.dispose();
+    lse.dispose();
+  }
+  return packedReference.attentionQKV(qkv!, attrs);
+});
+
+registerKernel('attentionQKVBackward', 'cuda', ([qkv, o, lse, dO], attrs, backend) => {
+  const be = cuda(backend);
+  const { B, T, H, D, cudnn } = packed(qkv!, 'attentionQKVBackward', attrs.causal, attrs.window, attrs.alibi);
+  for (const [name, x, shape] of [['o', o!, [B, T, H, D]], ['dO', dO!, [B, T, H, D]], ['lse', lse!, [B, H, T]]] as const) {
+    if (x.shape.join(',') !== shape.join(',')) throw new Error(`attentionQKVBackward: ${name} has shape [${x.shape}], expected [${shape}]`);
+  }
+  if (cudnn && o!.dtype === qkv!.dtype && dO!.dtype === qkv!.dtype && lse!.dtype === 'f32') {
+    const sdpa = sdpaFor(be);
+    const dqkv = out(qkv!.shape, qkv!.dtype, be); // (B, T, H, 3D)
+    const p = ptr(qkv!), g = ptr(dqkv), e = ITEM_SIZE[qkv!.dtype];
+    const shape = { B, H, Hkv: H, S: T, D, layout: 'bshd' as const, packed: true };
+    const args = { q: p, k: p + D * e, v: p + 2 * D * e, o: ptr(o!), lse: ptr(lse!), dO: ptr(dO!), dq: g, dk: g + D * e, dv: g + 2 * D * e };
+    if (sdpa?.backward(shape, attrs.scale, args)) {
+      paths.cudnnBackward++;
+      return [dqkv];
+    }
+    dqkv.dispose();
+  }
+  return [packedReference.attentionQKVBackward(qkv!, o!, lse!, dO!, attrs)];
 });
