@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import {
-  ConfigError, IGNORED_KEYS, SCHEMA, SCHEMA_BY_KEY, formatConfig, loadConfig, padVocabSize,
+  ConfigError, IGNORED_KEYS, SCHEMA, SCHEMA_BY_KEY, assertTrainable, formatConfig, loadConfig, padVocabSize,
 } from '../src/config/index.js';
 import type { LoadOptions } from '../src/config/index.js';
 import { CONFIG_DOCS_PATH, renderConfigDocs } from '../tools/gen_config_docs.js';
@@ -179,7 +179,9 @@ test('inconsistent batch sizes are an error naming the keys and where they were 
     'set `train_micro_batch_size_per_gpu` or `train_batch_size`');
   throwsConfig(() => loadWith('train_micro_batch_size_per_gpu: 1\nmodel_parallel_size: 2\n', { worldSize: 3 }),
     'world size 3 is not divisible by pipe_parallel_size × model_parallel_size = 1 × 2',
-    '`model_parallel_size` (', 'extra.yml line 2)');
+    '`model_parallel_size` (', 'extra.yml line 2)',
+    'NeoX.ts does not implement tensor parallelism yet: to train, set both to 1',
+    'a world size that is a multiple of 2 (neox config show --world-size N)');
 });
 
 test('precision is derived from the fp16 / bf16 blocks as GPT-NeoX does', () => {
@@ -189,13 +191,71 @@ test('precision is derived from the fp16 / bf16 blocks as GPT-NeoX does', () => 
   const fp16 = loadWith(`${mb}fp16: {enabled: true, initial_scale_power: 12}\n`).config;
   assert.equal(fp16.precision, 'fp16');
   assert.deepEqual(fp16.fp16, {
-    enabled: true, loss_scale: 0, initial_scale_power: 12, loss_scale_window: 1000, hysteresis: 2, min_loss_scale: 1,
+    enabled: true, type: null, loss_scale: 0, initial_scale_power: 12, loss_scale_window: 1000, hysteresis: 2, min_loss_scale: 1,
   });
   const explicit = loadWith(`${mb}precision: bfloat16\n`).config;
   assert.equal(explicit.bf16.enabled, true);
   assert.equal(explicit.fp16.enabled, false);
   throwsConfig(() => loadWith(`${mb}precision: bfloat16\nfp16:\n  enabled: true\n`),
     '`precision` (', 'extra.yml line 2) is bfloat16 but `fp16.enabled` (', 'extra.yml line 4) is true');
+  throwsConfig(() => loadWith(`${mb}precision: fp32\nbf16: {enabled: true}\n`),
+    '`precision` (', 'extra.yml line 2) is fp32 but `bf16.enabled` (', 'extra.yml line 3) is true');
+  throwsConfig(() => loadWith(`${mb}fp16: {enabled: true}\nbf16: {enabled: true}\n`), 'are both true; enable one');
+});
+
+test('fp16 block with type bfloat16 means bf16 training, as in GPT-NeoX 1.x (Pythia-1B)', () => {
+  const mb = 'train_micro_batch_size_per_gpu: 1\n';
+  const block = 'fp16:\n  enabled: true\n  type: bfloat16\n  loss_scale: 0\n';
+  const bf = loadWith(mb + block).config;
+  assert.equal(bf.precision, 'bfloat16');
+  assert.equal(bf.bf16.enabled, true);
+  assert.equal(bf.fp16.type, 'bfloat16');
+  // Agreeing keys are fine; so is `type: fp16` (fp16 as before), case-insensitively.
+  assert.equal(loadWith(`${mb}precision: bfloat16\n${block}`).config.precision, 'bfloat16');
+  assert.equal(loadWith(`${mb}${block}bf16: {enabled: true}\n`).config.precision, 'bfloat16');
+  assert.equal(loadWith(`${mb}fp16: {enabled: true, type: FP16}\n`).config.precision, 'fp16');
+  // An explicit precision that disagrees is an error, as GPT-NeoX asserts.
+  throwsConfig(() => loadWith(`${mb}precision: fp16\n${block}`),
+    '`precision` (', 'extra.yml line 2) is fp16 but `fp16.enabled` (', 'extra.yml line 4) is true with `fp16.type` (',
+    'extra.yml line 5) bfloat16', 'make them agree');
+  throwsConfig(() => loadWith(`${mb}precision: fp32\n${block}`), 'is fp32 but `fp16.enabled`');
+  // type bfloat16 on a block that is not enabled: GPT-NeoX 1.x and 2.x disagree, so say which.
+  throwsConfig(() => loadWith(`${mb}fp16: {enabled: false, type: bfloat16}\n`),
+    '`fp16.type` (', 'extra.yml line 2) is bfloat16 but `fp16.enabled` is not true and no other key sets the precision',
+    'say which you mean with `precision: bfloat16` or `precision: fp32`, or remove `fp16.type`');
+  throwsConfig(() => loadWith(`${mb}precision: fp16\nfp16: {type: bfloat16}\n`), '`fp16.type` (', 'and `precision` (');
+  assert.equal(loadWith(`${mb}precision: fp32\nfp16: {type: bfloat16}\n`).config.precision, 'fp32');
+  assert.equal(loadWith(`${mb}bf16: {enabled: true}\nfp16: {type: bfloat16}\n`).config.precision, 'bfloat16');
+  // Other spellings are not guessed at.
+  throwsConfig(() => loadWith(`${mb}fp16: {enabled: true, type: bf16}\n`),
+    'extra.yml line 2: `fp16.type` must be one of: fp16, bfloat16; got "bf16"');
+  // The shown config loads back to the same one.
+  const again = write({ 'shown.yml': formatConfig(loadWith(mb + block)) });
+  assert.deepEqual(loadConfig(again).config, bf);
+});
+
+test('tensor and pipeline parallelism load and show, but training refuses them (assertTrainable)', () => {
+  const mb = 'train_micro_batch_size_per_gpu: 4\n';
+  // GPT-NeoX's derivation: 8 GPUs / (pipe 2 × model 2) = 2 replicas.
+  const loaded = loadWith(`${mb}model_parallel_size: 2\npipe_parallel_size: 2\n`, { worldSize: 8 });
+  assert.equal(loaded.config.train_batch_size, 8);
+  assert.match(formatConfig(loaded), /^model_parallel_size: 2$/m);
+  const err = throwsConfig(() => assertTrainable(loaded),
+    /^model_parallel_size is 2 in \S*extra\.yml line 2: tensor parallelism is not implemented in NeoX\.ts yet; set it to 1 \(every GPU then holds the whole model and trains data-parallel\); /,
+    'pipe_parallel_size is 2 in ', 'extra.yml line 3: pipeline parallelism is not implemented in NeoX.ts yet; set it to 1 or 0',
+    'The data-parallel size then becomes 8 instead of 2');
+  assert.equal(err.key, 'model_parallel_size');
+  assert.equal(err.line, 2);
+  throwsConfig(() => assertTrainable(loadWith(`${mb}pipe_parallel_size: 4\n`, { worldSize: 4 })),
+    /^pipe_parallel_size is 4 in \S*extra\.yml line 2: pipeline parallelism is not implemented/);
+  throwsConfig(() => assertTrainable(loadConfig([TINY], { overrides: { model_parallel_size: 2 }, worldSize: 2 })),
+    'model_parallel_size is 2 in overrides: tensor parallelism');
+  // GPT-NeoX's own 20B.yml (pipe 4, model 2) loads on 96 GPUs but cannot be trained.
+  throwsConfig(() => assertTrainable(loadConfig([NEOX_20B], { worldSize: 96 })),
+    'model_parallel_size is 2 in ', '20B.yml line ', 'pipe_parallel_size is 4 in ');
+  // pipe_parallel_size 0 and 1 both mean no pipeline, as in GPT-NeoX.
+  for (const pp of [0, 1]) assertTrainable(loadWith(`${mb}pipe_parallel_size: ${pp}\nmodel_parallel_size: 1\n`, { worldSize: 2 }));
+  assertTrainable(loadWith(mb));
 });
 
 test('model values: defaults from other keys and divisibility checks', () => {
@@ -217,11 +277,33 @@ test('attention_config in GPT-NeoX form is expanded to one type per layer', () =
   const mb = 'train_micro_batch_size_per_gpu: 1\n';
   assert.deepEqual(loadWith(mb).config.attention_config, ['global', 'global']);
   assert.deepEqual(loadWith(`${mb}attention_config: [[["flash"], 2]]\n`).config.attention_config, ['flash', 'flash']);
-  assert.deepEqual(loadWith(`${mb}attention_config: [[["global", "local"], "all"]]\n`).config.attention_config, ['global', 'local']);
-  assert.deepEqual(loadWith(`${mb}attention_config: [[["local"], 1], [["global"], 1]]\n`).config.attention_config, ['local', 'global']);
+  assert.deepEqual(loadWith(`${mb}attention_config: [[["global", "flash"], "all"]]\n`).config.attention_config, ['global', 'flash']);
+  assert.deepEqual(loadWith(`${mb}attention_config: [[["flash"], 1], [["global"], 1]]\n`).config.attention_config, ['flash', 'global']);
   assert.deepEqual(loadWith(`${mb}attention_config: ["global", "flash"]\n`).config.attention_config, ['global', 'flash']);
   throwsConfig(() => loadWith(`${mb}attention_config: [[["global"], 3]]\n`), 'expands to 3 layers but `num_layers`');
   throwsConfig(() => loadWith(`${mb}attention_config: [[["globl"], 2]]\n`), 'extra.yml line 2: `attention_config[0][0][0]` must be one of: global');
+  // As GPT-NeoX's expand_attention_types: "all" repeats its pattern over every layer and ends the list.
+  assert.deepEqual(loadWith(`${mb}attention_config: [[["global"], 5], [["flash"], "all"]]\n`).config.attention_config, ['flash', 'flash']);
+  throwsConfig(() => loadWith(`${mb}attention_config: [[["global"], 1]]\n`),
+    '`attention_config` (', 'extra.yml line 2) expands to 1 layers but `num_layers` (', 'line 2) = 2; the repeat counts must add up');
+  throwsConfig(() => loadWith(`${mb}attention_config: [[["global", "flash", "global"], "all"]]\n`),
+    'num_layers (2) is not divisible by the pattern length 3');
+});
+
+test('attention types other than global and flash are an error naming the layers', () => {
+  const files = (spec: string, layers = 12) => write({
+    'model.yml': MODEL.replace('num_layers: 2', `num_layers: ${layers}`), 'extra.yml': `train_micro_batch_size_per_gpu: 1\nattention_config: ${spec}\n`,
+  });
+  throwsConfig(() => loadConfig(files('[[["local"], 12]]')),
+    /extra\.yml line 2\): layers 0–11 ask for 'local' attention, which NeoX\.ts does not implement/,
+    "use 'global' or 'flash' there (and sliding_window_width for a sliding window over tokens");
+  throwsConfig(() => loadConfig(files('[[["global", "local"], 6]]')), "layers 1, 3, 5, 7, 9, 11 ask for 'local' attention");
+  throwsConfig(() => loadConfig(files('[[["flash"], 8], [["sparse_fixed"], 2], [["bigbird"], 1], [["global"], 1]]')),
+    "layers 8, 9 ask for 'sparse_fixed' and layer 10 asks for 'bigbird' attention, which NeoX.ts does not implement");
+  throwsConfig(() => loadConfig(files('["global", "mamba", "mamba", "mamba"]', 4)), "layers 1–3 ask for 'mamba' attention");
+  for (const t of ['sparse_variable', 'bslongformer', 'gmlp', 'amlp', 'rwkv']) {
+    throwsConfig(() => loadConfig(files(`[[["${t}"], "all"]]`, 4)), `layers 0–3 ask for '${t}' attention, which NeoX.ts does not implement`);
+  }
 });
 
 test('data paths: weights default to 1.0 and must match; train/valid/test go together', () => {

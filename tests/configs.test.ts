@@ -48,6 +48,7 @@ const PUBLISHED: Record<string, { params: number; tokenizerVocab: number; padded
   'pythia/70M.yml': { params: 70_426_624, tokenizerVocab: NEOX_20B_TOKENIZER, paddedVocab: 50304 },
   'pythia/160M.yml': { params: 162_322_944, tokenizerVocab: NEOX_20B_TOKENIZER, paddedVocab: 50304 },
   'pythia/410M.yml': { params: 405_334_016, tokenizerVocab: NEOX_20B_TOKENIZER, paddedVocab: 50304 },
+  'pythia/1B.yml': { params: 1_011_781_632, tokenizerVocab: NEOX_20B_TOKENIZER, paddedVocab: 50304 },
   'pythia/1-4B.yml': { params: 1_414_647_808, tokenizerVocab: NEOX_20B_TOKENIZER, paddedVocab: 50304 },
   'pythia/2-8B.yml': { params: 2_775_208_960, tokenizerVocab: NEOX_20B_TOKENIZER, paddedVocab: 50304 },
   'pythia/6-9B.yml': { params: 6_857_302_016, tokenizerVocab: NEOX_20B_TOKENIZER, paddedVocab: 50432 },
@@ -89,6 +90,15 @@ test('every config in configs/ loads merged with configs/local_setup.yml', () =>
     // Nothing they set is silently dropped: what is not acted on is reported, with its file and line.
     for (const i of loaded.ignored) assert.ok(i.line !== null && files.includes(i.file), `${name}: ${i.key}`);
   }
+});
+
+test('pythia/1B.yml trains in bfloat16: its fp16 block has type bfloat16 (GPT-NeoX 1.x form)', () => {
+  const { config, ignored } = loadConfig(filesFor('pythia/1B.yml'));
+  assert.equal(config.precision, 'bfloat16');
+  assert.equal(config.bf16.enabled, true);
+  assert.ok(!ignored.some((i) => i.key === 'fp16.type'), 'fp16.type is acted on, not ignored');
+  // Every other Pythia config trains in fp16.
+  assert.equal(loadConfig(filesFor('pythia/1-4B.yml')).config.precision, 'fp16');
 });
 
 test('`neox config show MODEL local_setup.yml` sees the model from the first file and the paths from the second', () => {

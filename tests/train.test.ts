@@ -112,3 +112,21 @@ test('ZeRO-1 on 2 CPU ranks: parameters stay identical, the checkpoint holds who
   assert.equal(resumed.iteration, 8);
   assert.equal(resumed.losses.length, 2);
 });
+
+test('tensor or pipeline parallelism is refused before any work: no data prepared, no logs written', async () => {
+  for (const [extra, message] of [
+    [{ model_parallel_size: 2 }, /^model_parallel_size is 2 in \S*config\.yml line \d+: tensor parallelism is not implemented in NeoX\.ts yet; set it to 1/],
+    [{ pipe_parallel_size: 2 }, /^pipe_parallel_size is 2 in \S*config\.yml line \d+: pipeline parallelism is not implemented in NeoX\.ts yet; set it to 1 or 0/],
+  ] as const) {
+    const { dir, file } = setup(extra);
+    // World size 2 so that GPT-NeoX's derivation (world / (pipe × model)) loads; train() then refuses.
+    const loaded = loadConfig([file], { worldSize: 2 });
+    await assert.rejects(train(loaded, quiet), (err: Error) => {
+      assert.equal(err.name, 'NeoxError');
+      assert.match(err.message, message);
+      return true;
+    });
+    assert.equal(existsSync(join(dir, 'data')), false, 'preprocessing ran');
+    assert.equal(existsSync(join(dir, 'logs')), false, 'logs were written');
+  }
+});

@@ -1,18 +1,22 @@
 // Derived config values and cross-key checks, applied after merging (as GPT-NeoX's
 // NeoXArgs.calculate_derived and validate_values do).
 //
-// defines: deriveConfig (checked values → NeoXConfig), padVocabSize, expandAttentionConfig
+// defines: deriveConfig (checked values → NeoXConfig), padVocabSize, expandAttentionConfig,
+//          assertTrainable (what loads and shows but cannot be trained: tensor/pipeline parallelism)
 //
 // Each rule is a small function; errors name every key involved and where it was set:
 //   deriveBatchSizes   train_batch_size = micro batch × gradient_accumulation_steps × dp
-//   derivePrecision    precision ⇄ fp16.enabled / bf16.enabled
+//   derivePrecision    precision ⇄ fp16.enabled (+ fp16.type) / bf16.enabled
 //   deriveSchedule     lr from optimizer.params.lr, lr_decay_iters, min_lr ≤ lr
 //   deriveModel        max_position_embeddings, num_kv_heads, head divisibility, attention_config
+//                      (types other than global/flash are an error naming the layers)
 //   deriveData         train/valid/test paths and weights, split
 //   deriveMisc         text_gen_type, checkpoint interval
 
 import { ConfigError, where } from './errors.js';
 import type { Loc } from './errors.js';
+import type { LoadedConfig } from './load.js';
+import { IMPLEMENTED_ATTENTION_TYPES } from './schema.js';
 import type { AttentionType, NeoXConfig } from './schema.js';
 
 /**
@@ -82,8 +86,13 @@ function deriveBatchSizes(c: Draft, at: At, fail: Fail, worldSize: number): void
   const pp = Math.max(1, c.pipe_parallel_size as number);
   const mp = Math.max(1, c.model_parallel_size as number);
   if (worldSize % (pp * mp) !== 0) {
+    // Only possible with pp × mp > 1, which training refuses anyway (assertTrainable); say both.
     throw fail(`world size ${worldSize} is not divisible by pipe_parallel_size × model_parallel_size = `
-      + `${pp} × ${mp}; set by ${at('pipe_parallel_size')} and ${at('model_parallel_size')}`, 'pipe_parallel_size');
+      + `${pp} × ${mp}; set by ${at('pipe_parallel_size')} and ${at('model_parallel_size')}. `
+      + `NeoX.ts does not implement ${[pp > 1 ? 'pipeline' : '', mp > 1 ? 'tensor' : ''].filter(Boolean).join(' or ')} `
+      + 'parallelism yet: to train, set both to 1 (every GPU then holds the whole model and trains data-parallel); '
+      + 'to only view the config as GPT-NeoX derives it, give a world size that is a multiple of '
+      + `${pp * mp} (neox config show --world-size N)`, 'pipe_parallel_size');
   }
   const dp = worldSize / (pp * mp);
   const MB = 'train_micro_batch_size_per_gpu';
@@ -122,19 +131,41 @@ function deriveBatchSizes(c: Draft, at: At, fail: Fail, worldSize: number): void
   c[TB] = tb;
 }
 
-/** As GPT-NeoX: an enabled fp16/bf16 block sets precision; an explicit precision enables its block. */
+/**
+ * As GPT-NeoX: an enabled fp16/bf16 block sets precision; an explicit precision that disagrees with an
+ * enabled block is an error (GPT-NeoX asserts); an explicit precision turns its block on.
+ *
+ * `fp16: {enabled: true, type: bfloat16}` means bfloat16, as in GPT-NeoX 1.x (arguments.py before
+ * 2023-05, commit 056e9caf: `fp16.get("type", precision) == "bfloat16"` → bfloat16), which Pythia-1B
+ * was trained with and whose config still says so. GPT-NeoX 2.x ignores `type` and would train that
+ * config in fp16; NeoX.ts follows the config's evident intent. Where the two versions differ and the
+ * config does not say which it means (`type: bfloat16` on a block that is not enabled), it is an error.
+ */
 function derivePrecision(c: Draft, at: At, fail: Fail): void {
   const fp16 = c.fp16.enabled as boolean;
   const bf16 = c.bf16.enabled as boolean;
-  if (fp16 && bf16) {
+  const fp16Type = c.fp16.type as 'fp16' | 'bfloat16' | null;
+  const fp16Means = fp16Type === 'bfloat16' ? 'bfloat16' : 'fp16';
+  const fp16Block = fp16Type === 'bfloat16'
+    ? `${at('fp16.enabled')} is true with ${at('fp16.type')} bfloat16 (GPT-NeoX 1.x's way of asking for bfloat16)`
+    : `${at('fp16.enabled')} is true`;
+  if (fp16 && bf16 && fp16Means !== 'bfloat16') {
     throw fail(`${at('fp16.enabled')} and ${at('bf16.enabled')} are both true; enable one`, 'bf16.enabled');
   }
-  const implied = fp16 ? 'fp16' : bf16 ? 'bfloat16' : null;
-  const block = fp16 ? 'fp16.enabled' : 'bf16.enabled';
+  const implied = fp16 ? fp16Means : bf16 ? 'bfloat16' : null;
   if (implied !== null && c.precision !== null && c.precision !== implied) {
-    throw fail(`${at('precision')} is ${c.precision} but ${at(block)} is true`, 'precision');
+    const block = fp16 ? fp16Block : `${at('bf16.enabled')} is true`;
+    throw fail(`${at('precision')} is ${c.precision} but ${block}; make them agree (or remove one)`, 'precision');
   }
-  c.precision = c.precision ?? implied ?? 'fp32';
+  const chosen = (c.precision ?? implied) as string | null;
+  if (fp16Type === 'bfloat16' && !fp16 && (chosen === null || chosen === 'fp16')) {
+    // Unset: GPT-NeoX 1.x trained this in bfloat16, 2.x in fp32. fp16: that would enable this block.
+    const asked = chosen === null ? 'no other key sets the precision' : `${at('precision')} is fp16`;
+    throw fail(`${at('fp16.type')} is bfloat16 but \`fp16.enabled\` is not true and ${asked}: GPT-NeoX 1.x `
+      + 'trained such a config in bfloat16, GPT-NeoX 2.x does not; say which you mean with `precision: bfloat16` '
+      + 'or `precision: fp32`, or remove `fp16.type`', 'fp16.type');
+  }
+  c.precision = chosen ?? 'fp32';
   if (c.precision === 'fp16') c.fp16.enabled = true;
   if (c.precision === 'bfloat16') c.bf16.enabled = true;
 }
@@ -162,8 +193,7 @@ function deriveModel(c: Draft, at: At, fail: Fail): void {
   }
 
   c.attention_config = expandAttention(c, at, fail);
-  const isMamba = (c.attention_config as string[]).includes('mamba');
-  if (!isMamba && c.hidden_size % c.num_attention_heads !== 0) {
+  if (c.hidden_size % c.num_attention_heads !== 0) {
     throw fail(`${at('hidden_size')} = ${c.hidden_size} must be divisible by `
       + `${at('num_attention_heads')} = ${c.num_attention_heads}`, 'hidden_size');
   }
@@ -193,10 +223,38 @@ function expandAttention(c: Draft, at: At, fail: Fail): AttentionType[] {
       'attention_config');
   }
   if (expanded.length !== c.num_layers) {
+    // GPT-NeoX: "Length of attention config list must equal num_layers".
     throw fail(`${at('attention_config')} expands to ${expanded.length} layers but `
-      + `${at('num_layers')} = ${c.num_layers}`, 'attention_config');
+      + `${at('num_layers')} = ${c.num_layers}; the repeat counts must add up to num_layers (or end with "all")`,
+    'attention_config');
+  }
+  // Which layers ask for each type NeoX.ts does not implement, in order of first appearance.
+  const layersOf = new Map<string, number[]>();
+  expanded.forEach((type, layer) => {
+    if (IMPLEMENTED_ATTENTION_TYPES.includes(type)) return;
+    layersOf.set(type, [...(layersOf.get(type) ?? []), layer]);
+  });
+  if (layersOf.size > 0) {
+    const asks = [...layersOf].map(([type, layers]) => `${layerRanges(layers)} ask${layers.length === 1 ? 's' : ''} for '${type}'`);
+    throw fail(`${at('attention_config')}: ${asks.join(' and ')} attention, which NeoX.ts does not implement `
+      + `(it implements ${IMPLEMENTED_ATTENTION_TYPES.map((t) => `'${t}'`).join(' and ')}, the same math); `
+      + 'use \'global\' or \'flash\' there '
+      + '(and sliding_window_width for a sliding window over tokens, which differs from GPT-NeoX\'s '
+      + 'block-sparse \'local\' pattern)', 'attention_config');
   }
   return expanded;
+}
+
+/** [0, 1, 2, 5, 7, 8] → "layers 0–2, 5, 7–8"; [3] → "layer 3". Layers count from 0, as GPT-NeoX's. */
+function layerRanges(layers: number[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i < layers.length;) {
+    let j = i;
+    while (j + 1 < layers.length && layers[j + 1] === layers[j]! + 1) j++;
+    parts.push(j === i ? `${layers[i]}` : j === i + 1 ? `${layers[i]}, ${layers[j]}` : `${layers[i]}–${layers[j]}`);
+    i = j + 1;
+  }
+  return `${layers.length === 1 ? 'layer' : 'layers'} ${parts.join(', ')}`;
 }
 
 function deriveData(c: Draft, at: At, fail: Fail): void {
@@ -234,5 +292,38 @@ function deriveMisc(c: Draft, at: At, fail: Fail): void {
   c.text_gen_type ??= c.sample_input_file !== null ? 'input-file' : 'unconditional';
   if (c.save !== null && c.checkpoint_factor === null && c.extra_save_iters === null) {
     throw fail(`${at('save')} needs \`checkpoint_factor\` (the save interval) or \`extra_save_iters\``, 'save');
+  }
+}
+
+/**
+ * Refuses what loads (and `neox config show` shows, with GPT-NeoX's derivation) but NeoX.ts cannot
+ * train: tensor and pipeline parallelism. Without this every rank would train data-parallel on the
+ * whole model while the batch sizes were derived for world / (pipe × model) replicas. train() calls
+ * it first, before any work. Throws a ConfigError naming each key, its value and where it was set.
+ */
+export function assertTrainable(loaded: LoadedConfig): void {
+  const c = loaded.config;
+  const whereSet = (key: string): string => {
+    const loc = loaded.locs?.get(key);
+    return loc ? ` in ${where(loc)}` : '';
+  };
+  const dp = c.train_batch_size / (c.train_micro_batch_size_per_gpu * c.gradient_accumulation_steps);
+  const problems: string[] = [];
+  let first: string | null = null;
+  if (c.model_parallel_size > 1) {
+    first ??= 'model_parallel_size';
+    problems.push(`model_parallel_size is ${c.model_parallel_size}${whereSet('model_parallel_size')}: tensor parallelism is not `
+      + 'implemented in NeoX.ts yet; set it to 1 (every GPU then holds the whole model and trains data-parallel)');
+  }
+  if (c.pipe_parallel_size > 1) {
+    first ??= 'pipe_parallel_size';
+    problems.push(`pipe_parallel_size is ${c.pipe_parallel_size}${whereSet('pipe_parallel_size')}: pipeline parallelism is not `
+      + 'implemented in NeoX.ts yet; set it to 1 or 0 (both mean no pipeline: every GPU then holds the whole model '
+      + 'and trains data-parallel)');
+  }
+  if (first !== null) {
+    const replicas = dp * Math.max(1, c.pipe_parallel_size) * c.model_parallel_size;
+    const batch = `The data-parallel size then becomes ${replicas} instead of ${dp}; the batch sizes are derived again for it`;
+    throw new ConfigError(`${problems.join('; ')}. ${batch}.`, { loc: loaded.locs?.get(first), key: first });
   }
 }

@@ -1,6 +1,7 @@
 // Loading configs: YAML files → merged, type-checked, derived NeoXConfig.
 //
 // defines: loadConfig, LoadedConfig, IgnoredKey, LoadOptions, suggestKey
+// (assertTrainable in derive.ts refuses what loads but cannot be trained: tensor/pipeline parallelism)
 //
 // Steps, each a function below:
 //   readFile      YAML text → located tree (every value keeps its file and line), keys with `-`
@@ -42,6 +43,8 @@ export interface LoadedConfig {
   ignored: IgnoredKey[];
   /** The config files, in merge order. */
   sources: string[];
+  /** Where each key was set (dotted for nested keys); keys left at their default are absent. */
+  locs?: ReadonlyMap<string, Loc>;
 }
 
 export interface LoadOptions {
@@ -79,7 +82,7 @@ export function loadConfig(files: string[], opts: LoadOptions = {}): LoadedConfi
   }
 
   const config = deriveConfig(values, checker.locs, opts.worldSize ?? 1);
-  return { config, ignored: checker.ignored, sources: [...files] };
+  return { config, ignored: checker.ignored, sources: [...files], locs: checker.locs };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -27,10 +27,13 @@ export const INIT_METHODS = [
   'normal', 'scaled_normal', 'orthogonal', 'scaled_orthogonal', 'xavier_uniform', 'xavier_normal',
   'wang_init', 'small_init', 'single_residual_scaled_normal',
 ] as const;
+/** GPT-NeoX's list (recognised in configs); NeoX.ts implements IMPLEMENTED_ATTENTION_TYPES, the rest are an error. */
 export const ATTENTION_TYPES = [
   'global', 'local', 'sparse_fixed', 'sparse_variable', 'bigbird', 'bslongformer', 'gmlp', 'amlp',
   'flash', 'rwkv', 'mamba',
 ] as const;
+/** flash is GPT-NeoX's kernel for the same math as global. */
+export const IMPLEMENTED_ATTENTION_TYPES: readonly string[] = ['global', 'flash'];
 export const PRECISIONS = ['fp32', 'fp16', 'bfloat16'] as const;
 export const OPTIMIZER_TYPES = [
   'adam', 'onebitadam', 'cpu_adam', 'cpu_torch_adam', 'sm3', 'madgrad_wd', 'sgd', 'lion',
@@ -74,6 +77,8 @@ export interface OptimizerConfig {
 
 export interface FP16Config {
   enabled: boolean;
+  /** GPT-NeoX 1.x's spelling of bf16 training: `bfloat16` (with enabled) means precision bfloat16. */
+  type: 'fp16' | 'bfloat16' | null;
   /** 0 means dynamic loss scaling; a positive value is a static scale. */
   loss_scale: number;
   initial_scale_power: number;
@@ -378,7 +383,9 @@ const OPTIMIZER = block([
 ]);
 
 const FP16 = block([
-  f('enabled', bool, false, 'Train in fp16 with loss scaling.'),
+  f('enabled', bool, false, 'Train in fp16 with loss scaling (in bfloat16 when `type` is bfloat16).'),
+  f('type', oneOf(['fp16', 'bfloat16']), null,
+    'GPT-NeoX 1.x form of bf16 training, used by Pythia-1B\'s config: `enabled: true` with `type: bfloat16` means precision bfloat16 (loss scaling unused). GPT-NeoX 2.x ignores `type`; NeoX.ts follows 1.x, the config\'s evident intent.'),
   f('loss_scale', nonNegFloat, 0, 'Static loss scale; 0 selects dynamic loss scaling.'),
   f('initial_scale_power', nonNegInt, 16, 'Dynamic loss scaling starts at 2^initial_scale_power.'),
   f('loss_scale_window', posInt, 1000, 'Steps without overflow before the scale is raised.'),
@@ -386,7 +393,6 @@ const FP16 = block([
   f('min_loss_scale', posFloat, 1, 'Lower bound of the dynamic loss scale.'),
 ], {
   fp16: 'redundant GPT-NeoX flag; `enabled` decides',
-  type: 'redundant GPT-NeoX flag; `enabled` decides',
   auto_cast: DS_FP16_ONLY,
   consecutive_hysteresis: DS_FP16_ONLY,
   fp16_master_weights_and_grads: DS_FP16_ONLY,
@@ -497,13 +503,13 @@ export const SCHEMA = [
     k('make_vocab_size_divisible_by', posInt, 128,
       'Pad the vocabulary to a multiple of this × model_parallel_size (see padVocabSize).'),
     k('attention_config', { kind: 'attention_config' }, null,
-      'Attention type per layer in GPT-NeoX\'s form, e.g. [[["global"], 12]] or [[["global", "local"], "all"]]; expanded to one entry per layer.',
+      'Attention type per layer in GPT-NeoX\'s form, e.g. [[["global"], 12]] or [[["flash"], "all"]]; expanded to one entry per layer. NeoX.ts implements global and flash (the same math); GPT-NeoX\'s other types (local, sparse_*, bigbird, bslongformer, gmlp, amlp, rwkv, mamba) are an error naming the layers. For a sliding window use sliding_window_width.',
       { defaultDoc: '[[["global"], num_layers]]' }),
   ]),
 
   ...group('precision', [
     k('precision', oneOf(PRECISIONS), null,
-      'Compute precision. Derived from fp16.enabled / bf16.enabled when unset; fp32 when neither.',
+      'Compute precision. Derived from fp16.enabled (bfloat16 with fp16.type bfloat16) / bf16.enabled when unset; fp32 when neither; an enabled block that disagrees is an error.',
       { defaultDoc: 'from fp16 / bf16, else fp32' }),
     k('fp16', FP16, null, 'fp16 mixed precision with loss scaling (DeepSpeed\'s block).'),
     k('bf16', BF16, null, 'bfloat16 mixed precision (DeepSpeed\'s block).'),
@@ -619,8 +625,10 @@ export const SCHEMA = [
   ]),
 
   ...group('parallelism', [
-    k('pipe_parallel_size', nonNegInt, 0, 'Pipeline stages; 0 and 1 both mean no pipeline parallelism.'),
-    k('model_parallel_size', posInt, 1, 'Tensor (model) parallel size.'),
+    k('pipe_parallel_size', nonNegInt, 0,
+      'Pipeline stages; 0 and 1 both mean no pipeline parallelism. NeoX.ts does not implement pipeline parallelism: a config with more loads (and shows), but training refuses it.'),
+    k('model_parallel_size', posInt, 1,
+      'Tensor (model) parallel size. NeoX.ts does not implement tensor parallelism: a config with more than 1 loads (and shows; the vocabulary is still padded for it), but training refuses it.'),
     k('sequence_parallel', bool, false, 'Megatron sequence parallelism (only with model_parallel_size > 1).'),
     k('pipe_partition_method', str, 'type:transformer|mlp',
       'How layers are split across pipeline stages: parameters, uniform, or type:[regex].'),

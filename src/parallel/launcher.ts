@@ -24,7 +24,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { constants as osConstants, hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
-import { loadConfig } from '../config/index.js';
+import { assertTrainable, loadConfig } from '../config/index.js';
 import { type ActiveResources, LaunchError, filterResources, findHostfile, readHostfile } from './hostfile.js';
 import {
   DEFAULT_EXPORTS, type RunnerOptions, collectExports, mpirunCommand, neoxArgv, pdshCommands, shellJoin, srunCommand,
@@ -411,7 +411,7 @@ export async function runLaunch(argv: string[], o: RunLaunchOptions = {}): Promi
   const masterPort = a.masterPort ?? keys.master_port ?? 29500;
   const validate = (worldSize: number) => {
     // Fail once, here, rather than in every rank.
-    if (configFiles.length && a.command[0] === 'train') loadConfig(configFiles, { worldSize });
+    if (configFiles.length && a.command[0] === 'train') assertTrainable(loadConfig(configFiles, { worldSize }));
   };
   const runnerBase = (masterAddr: string): RunnerOptions => ({
     command: a.command, exec: a.exec, masterAddr, masterPort, cwd: process.cwd(), nodePath: process.execPath, neoxBin: NEOX_BIN,

@@ -19,7 +19,7 @@ import { existsSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { loadCheckpoint, saveCheckpoint, hostTensor, hostArrayOf, type HostTensor } from '../checkpoint/index.js';
 import type { LoadedConfig, NeoXConfig } from '../config/index.js';
-import { padVocabSize } from '../config/index.js';
+import { assertTrainable, padVocabSize } from '../config/index.js';
 import { type Batch, BatchIterator, buildDatasets } from '../data/loader.js';
 import { buildTokenizer, type Tokenizer } from '../data/tokenizer.js';
 import { indexPaths } from '../data/indexed_dataset.js';
@@ -65,6 +65,7 @@ export interface TrainResult {
 
 export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Promise<TrainResult> {
   const cfg = loaded.config;
+  assertTrainable(loaded); // tensor / pipeline parallelism: refused before any work
   const backend = await selectBackend(opts.device ?? cfg.device);
   // Data parallelism when launched with WORLD_SIZE > 1 (neox launch, Slurm, MPI); null otherwise.
   const dist = await initDistributed(cfg, backend);
