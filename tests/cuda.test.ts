@@ -588,7 +588,8 @@ function close(g: Tensor, c: Tensor, rtol: number, what: string, rmsTol = rtol):
 test('layerNorm, rmsNorm, scaleNorm and their backward passes match the CPU', { skip: noGpu }, () => {
   for (const dtype of FLOATS) {
     const tol = dtype === 'f32' ? 1e-4 : dtype === 'bf16' ? 2e-2 : 4e-3;
-    for (const [R, C] of [[7, 33], [64, 768], [300, 4096], [5, 20000]] as const) {
+    // Row groups of one to eight warps, several blocks walking many rows, element loads (C = 33), the wide-row fallback (20000).
+    for (const [R, C] of [[7, 33], [64, 768], [3000, 768], [1030, 2048], [300, 4096], [5, 20000]] as const) {
       scope(() => {
         const x = pair([R, C], dtype, 2);
         const w = pair([C], dtype);
@@ -603,6 +604,9 @@ test('layerNorm, rmsNorm, scaleNorm and their backward passes match the CPU', { 
           const cb = runKernel('layerNormBackward', [dy[0], x[0], w[0], c[1]!, c[2]!], {});
           const gb = runKernel('layerNormBackward', [dy[1], x[1], w[1], g[1]!, g[2]!], {});
           ['dx', 'dw', 'db'].forEach((n, i) => close(gb[i]!, cb[i]!, tol, `layerNormBackward ${n} ${at}`));
+          // Deterministic: the same inputs give the same bits.
+          const again = runKernel('layerNormBackward', [dy[1], x[1], w[1], g[1]!, g[2]!], {});
+          again.forEach((t, i) => assert.deepEqual(t.toArray(), gb[i]!.toArray(), `layerNormBackward ${at}: output ${i} differs between two runs`));
         }
         const [c, g] = both('rmsNorm', [x, w], { eps: 1e-6 });
         close(g[0]!, c[0]!, tol, `rmsNorm y ${at}`);
