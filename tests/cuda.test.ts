@@ -662,7 +662,8 @@ test('activations, gated activations and softmax (forward and backward) match th
 
 test('crossEntropy and its backward match the CPU; ignored labels give 0; bad labels are reported', { skip: noGpu }, () => {
   for (const dtype of FLOATS) {
-    for (const [N, V] of [[37, 1000], [8, 50304], [3, 7]] as const) {
+    // 50304 (Pythia's padded vocabulary): whole 16-byte vectors; 50277 and 1003: scalar heads and tails.
+    for (const [N, V] of [[37, 1000], [8, 50304], [64, 50304], [5, 50277], [9, 1003], [3, 7]] as const) {
       scope(() => {
         const logits = pair([N, V], dtype, 8);
         const r = rng(seed++);
