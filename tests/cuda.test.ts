@@ -7,13 +7,14 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { CachingAllocator, CudaOutOfMemoryError, type DeviceMemory, sizeClass } from '../src/backends/cuda/allocator.js';
-import type { CudaBackend } from '../src/backends/cuda/backend.js';
+import { type CudaBackend, ptr } from '../src/backends/cuda/backend.js';
+import { Blas } from '../src/backends/cuda/blas.js';
 import { compile, kernelSources, kernelsDir } from '../src/backends/cuda/compiler.js';
 import { cudaUnavailableReason, initCuda } from '../src/backends/cuda/index.js';
 import {
@@ -414,6 +415,62 @@ test('matmul matches the CPU: transposes, odd sizes, batches, a shared operand',
       matmulCase(dtype, tA ? [4, 9, 17] : [4, 17, 9], tB ? [11, 9] : [9, 11], tA, tB); // b shared
       matmulCase(dtype, tA ? [9, 17] : [17, 9], tB ? [4, 11, 9] : [4, 9, 11], tA, tB); // a shared
     }
+  }
+});
+
+test('GEMM autotuning: candidates timed once per shape, the choice kept in the tuning file and reused by a new process (same bits)', { skip: noGpu }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'neox-gemm-'));
+  const saved = process.env.NEOX_CACHE_DIR;
+  process.env.NEOX_CACHE_DIR = dir; // the tuning file's folder is read when a Blas is made
+  let first: Blas;
+  try {
+    first = new Blas(gpu!);
+  } finally {
+    if (saved === undefined) delete process.env.NEOX_CACHE_DIR;
+    else process.env.NEOX_CACHE_DIR = saved;
+  }
+  try {
+    assert.ok(first.autotune, 'autotuning is on unless NEOX_GEMM_AUTOTUNE=0');
+    assert.ok(first.tuningFile.startsWith(join(dir, 'gemm')), first.tuningFile);
+    scope(() => {
+      const [M, N, K] = [512, 384, 256];
+      const [ac, ag] = pair([M, K], 'bf16');
+      const [bc, bg] = pair([N, K], 'bf16');
+      const [biasc, biasg] = pair([N], 'bf16');
+      const expected = rounded(runKernel('linear', [ac, bc, biasc], {})[0]!, 'bf16');
+      const run = (blas: Blas) => {
+        const d = tensor(new Float32Array(M * N), [M, N], 'bf16', gpu!);
+        blas.gemm({ dtype: 'bf16', transA: false, transB: true, M, N, K, batch: 1, strideA: 0, strideB: 0, a: ptr(ag), b: ptr(bg), d: ptr(d), bias: ptr(biasg) });
+        return d.toFloat32();
+      };
+      const y1 = run(first);
+      assert.deepEqual(first.planChoices, { heuristic: 0, timed: 1, file: 0 }, 'the new shape was timed');
+      const file = JSON.parse(readFileSync(first.tuningFile, 'utf8')) as Record<string, string>;
+      assert.equal(Object.keys(file).length, 1);
+      assert.match(Object.values(file)[0]!, /^[0-9a-f]{128}$/, 'the algorithm\'s 64 bytes');
+      const y2 = run(first); // cached plan: no new timing
+      assert.deepEqual(first.planChoices, { heuristic: 0, timed: 1, file: 0 });
+      assert.deepEqual(y2, y1);
+      // A Blas made now (as a new process would) reads the choice from the file.
+      let third: Blas;
+      process.env.NEOX_CACHE_DIR = dir;
+      try {
+        third = new Blas(gpu!);
+      } finally {
+        if (saved === undefined) delete process.env.NEOX_CACHE_DIR;
+        else process.env.NEOX_CACHE_DIR = saved;
+      }
+      const y3 = run(third);
+      assert.deepEqual(third.planChoices, { heuristic: 0, timed: 0, file: 1 }, 'the choice came from the tuning file');
+      assert.deepEqual(y3, y1, 'the same algorithm gives the same bits');
+      third.dispose();
+      for (let i = 0; i < expected.length; i++) {
+        assert.ok(Math.abs(y1[i]! - expected[i]!) <= 2e-2 * (1 + Math.abs(expected[i]!)), `y[${i}] = ${y1[i]}, expected ${expected[i]}`);
+      }
+    });
+  } finally {
+    first.dispose();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

@@ -12,23 +12,39 @@
 //   D (= C)         [M, N]                           N × M, N
 //
 // Batches use BATCH_COUNT and STRIDED_BATCH_OFFSET; an operand shared by the batch has stride 0.
-// A plan (descriptor, three layouts, the heuristic's first algorithm) is made once per shape,
-// dtype, transposes and epilogue, and kept. The bias epilogue adds a [N] vector to every row
+// A plan (descriptor, three layouts, an algorithm) is made once per shape, dtype, transposes and
+// epilogue, and kept. The algorithm: cuBLASLt's heuristic returns up to 8 candidates (asked twice,
+// with a 32 MiB and a 1 MiB workspace limit, as shared/CUBLASLT.md §6 found the smaller limit's
+// picks faster for some bias GEMMs); its first is up to 25% off the best on the recipe's shapes, so
+// each candidate is timed on the real operands (1 warm-up, then 3 calls between events; beta = 0
+// GEMMs only, since they overwrite D; accumulating ones keep the first) and the fastest kept. The
+// choice goes to a JSON file per device and cuBLASLt version beside the kernel cache
+// (…/neox-ts/gemm/), so later processes on the machine use the same algorithms: a resumed run
+// computes exactly what the uninterrupted one would. NEOX_GEMM_AUTOTUNE=0 keeps the heuristic's first.
+// The bias epilogue adds a [N] vector to every row
 // (cuBLASLt's D column); BIAS_POINTER is a descriptor attribute, so it is set before each call.
 // The GELU epilogue (GELU_AUX, GELU_AUX_BIAS; shared/CUBLASLT.md §4) writes gelu_tanh of the result
 // to D and the pre-activation to the aux buffer, D-shaped with ld N, for the gradient.
 
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import koffi from 'koffi';
 import type { DType } from '../../tensor/dtype.js';
 import type { Block } from './allocator.js';
 import type { CudaBackend } from './backend.js';
+import { cacheDir } from './compiler.js';
+import { CU_EVENT_DEFAULT, type Handle, eventElapsedMs } from './ffi/driver.js';
 import {
   CUBLAS_COMPUTE_32F, CUBLAS_OP_N, CUBLAS_OP_T, CUDA_R_16BF, CUDA_R_16F, CUDA_R_32F, type CublasLt, DESC, EPILOGUE,
-  HEURISTIC_RESULT_BYTES, LAYOUT, PREF_MAX_WORKSPACE_BYTES, cublasLt,
+  HEURISTIC_RESULT_BYTES, LAYOUT, PREF_MAX_WORKSPACE_BYTES, cublasLt, cublasLtVersion,
 } from './ffi/cublaslt.js';
 
 const WORKSPACE_BYTES = 32 * 1024 * 1024;
+const SMALL_WORKSPACE_BYTES = 1024 * 1024;
 const REQUESTED_ALGOS = 8;
+/** cublasLtMatmulAlgo_t: the first 64 bytes of a heuristic result. */
+const ALGO_BYTES = 64;
+const TIMED_CALLS = 3;
 
 export interface Gemm {
   dtype: DType;
@@ -58,8 +74,12 @@ interface Plan {
   first: bigint; // layout of the stored B
   second: bigint; // layout of the stored A
   out: bigint; // layout of D (and C)
-  results: bigint; // heuristic results (koffi.alloc), the chosen algo at offset 0
+  results: bigint; // heuristic results (koffi.alloc, HEURISTIC_RESULT_BYTES each)
   count: number;
+  /** The algorithm cublasLtMatmul runs: results + chosen · HEURISTIC_RESULT_BYTES. */
+  algo: bigint;
+  /** How it was chosen: the heuristic's first, timed now, or read from the tuning file. */
+  how: 'heuristic' | 'timed' | 'file';
 }
 
 function dataType(dtype: DType): number {
@@ -79,6 +99,12 @@ export class Blas {
   private readonly scalars: bigint; // floats [1, 0, 1]: alpha, beta = 0, beta = 1
   private readonly attr = Buffer.alloc(8);
   private readonly plans = new Map<string, Plan>();
+  private readonly smallPref: bigint;
+  /** Tuned choices: plan key → the algorithm's 64 bytes as hex (the tuning file's contents). */
+  private readonly tuned: Record<string, string>;
+  readonly autotune = process.env.NEOX_GEMM_AUTOTUNE !== '0';
+  /** Where the choices are kept for this device and cuBLASLt version. */
+  readonly tuningFile: string;
 
   constructor(private readonly be: CudaBackend) {
     this.lt = cublasLt();
@@ -90,7 +116,15 @@ export class Blas {
     this.pref = p[0]!;
     this.attr.writeBigUInt64LE(BigInt(WORKSPACE_BYTES));
     this.lt.cublasLtMatmulPreferenceSetAttribute(this.pref, PREF_MAX_WORKSPACE_BYTES, this.attr, 8);
+    const p2: [bigint | null] = [null];
+    this.lt.cublasLtMatmulPreferenceCreate(p2);
+    this.smallPref = p2[0]!;
+    this.attr.writeBigUInt64LE(BigInt(SMALL_WORKSPACE_BYTES));
+    this.lt.cublasLtMatmulPreferenceSetAttribute(this.smallPref, PREF_MAX_WORKSPACE_BYTES, this.attr, 8);
     this.workspace = be.scratch(WORKSPACE_BYTES);
+    const device = be.device.name.replace(/[^A-Za-z0-9]+/g, '_');
+    this.tuningFile = join(dirname(cacheDir()), 'gemm', `${device}-cublaslt${cublasLtVersion()}.json`);
+    this.tuned = readTuning(this.tuningFile);
     this.scalars = koffi.alloc('float', 3) as bigint;
     new Float32Array(koffi.view(this.scalars, 12)).set([1, 0, 1]);
   }
@@ -102,13 +136,25 @@ export class Blas {
     const beta = this.scalars + (g.accumulate ? 8n : 4n);
     this.lt.cublasLtMatmul(
       this.handle, plan.desc, this.scalars, g.b, plan.first, g.a, plan.second, beta,
-      g.d, plan.out, g.d, plan.out, plan.results, this.workspace.ptr, WORKSPACE_BYTES, this.be.stream,
+      g.d, plan.out, g.d, plan.out, plan.algo, this.workspace.ptr, WORKSPACE_BYTES, this.be.stream,
     );
   }
 
   /** How many plans are cached (each holds a heuristic query's result). */
   get planCount(): number {
     return this.plans.size;
+  }
+
+  /** Gives the workspace back (a Blas other than the backend's own, as in tests). */
+  dispose(): void {
+    this.be.releaseScratch(this.workspace);
+  }
+
+  /** How each cached plan's algorithm was chosen, counted. */
+  get planChoices(): Record<Plan['how'], number> {
+    const n = { heuristic: 0, timed: 0, file: 0 };
+    for (const p of this.plans.values()) n[p.how]++;
+    return n;
   }
 
   private plan(g: Gemm): Plan {
@@ -141,15 +187,86 @@ export class Blas {
       this.batched(second, g.batch, g.strideA);
       this.batched(out, g.batch, M * N);
     }
-    const results = koffi.alloc('uint8_t', HEURISTIC_RESULT_BYTES * REQUESTED_ALGOS) as bigint;
+    // Candidates: the heuristic's under the 32 MiB limit, then new ones under 1 MiB.
+    const results = koffi.alloc('uint8_t', HEURISTIC_RESULT_BYTES * 2 * REQUESTED_ALGOS) as bigint;
     const count: [number] = [0];
     lt.cublasLtMatmulAlgoGetHeuristic(this.handle, desc, first, second, out, out, this.pref, REQUESTED_ALGOS, results, count);
     if (count[0] === 0) {
       throw new Error(`cuBLASLt has no algorithm for ${g.dtype} matmul [${key}] on ${this.be.device.name}`);
     }
-    const plan = { desc, first, second, out, results, count: count[0] };
+    let n = count[0];
+    const tune = this.autotune && !g.accumulate;
+    if (tune) {
+      const extra = koffi.alloc('uint8_t', HEURISTIC_RESULT_BYTES * REQUESTED_ALGOS) as bigint;
+      const more: [number] = [0];
+      lt.cublasLtMatmulAlgoGetHeuristic(this.handle, desc, first, second, out, out, this.smallPref, REQUESTED_ALGOS, extra, more);
+      const seen = new Set(Array.from({ length: n }, (_, i) => algoHex(results, i)));
+      for (let i = 0; i < more[0]; i++) {
+        const hex = algoHex(extra, i);
+        if (seen.has(hex)) continue;
+        seen.add(hex);
+        new Uint8Array(koffi.view(results, HEURISTIC_RESULT_BYTES * 2 * REQUESTED_ALGOS)).set(
+          new Uint8Array(koffi.view(extra + BigInt(i * HEURISTIC_RESULT_BYTES), HEURISTIC_RESULT_BYTES)), n * HEURISTIC_RESULT_BYTES);
+        n++;
+      }
+      koffi.free(extra);
+    }
+    const plan: Plan = { desc, first, second, out, results, count: n, algo: results, how: 'heuristic' };
+    if (tune && n > 1) {
+      const saved = this.tuned[key];
+      const index = saved === undefined ? -1 : Array.from({ length: n }, (_, i) => algoHex(results, i)).indexOf(saved);
+      if (index >= 0) {
+        plan.algo = results + BigInt(index * HEURISTIC_RESULT_BYTES);
+        plan.how = 'file';
+      } else {
+        plan.algo = results + BigInt(this.fastest(g, plan) * HEURISTIC_RESULT_BYTES);
+        plan.how = 'timed';
+        this.tuned[key] = algoHex(plan.algo, 0);
+        writeTuning(this.tuningFile, this.tuned);
+      }
+    }
     this.plans.set(key, plan);
     return plan;
+  }
+
+  /**
+   * Times each candidate on g's own operands (beta = 0: D is overwritten, and the real call comes
+   * after) and returns the fastest's index. A candidate cuBLASLt refuses at run time is skipped.
+   */
+  private fastest(g: Gemm, plan: Plan): number {
+    if (g.bias !== undefined) this.setDesc(plan.desc, DESC.BIAS_POINTER, g.bias, 8);
+    if (g.geluAux !== undefined) this.setDesc(plan.desc, DESC.EPILOGUE_AUX_POINTER, g.geluAux, 8);
+    const drv = this.be.drv;
+    const [start, end] = [0, 1].map(() => {
+      const e: [Handle | null] = [null];
+      drv.cuEventCreate(e, CU_EVENT_DEFAULT);
+      return e[0]!;
+    }) as [Handle, Handle];
+    const call = (algo: bigint) => this.lt.cublasLtMatmul(
+      this.handle, plan.desc, this.scalars, g.b, plan.first, g.a, plan.second, this.scalars + 4n,
+      g.d, plan.out, g.d, plan.out, algo, this.workspace.ptr, WORKSPACE_BYTES, this.be.stream,
+    );
+    let best = 0, bestMs = Infinity;
+    try {
+      for (let i = 0; i < plan.count; i++) {
+        const algo = plan.results + BigInt(i * HEURISTIC_RESULT_BYTES);
+        try {
+          call(algo); // warm-up
+          drv.cuEventRecord(start, this.be.stream);
+          for (let r = 0; r < TIMED_CALLS; r++) call(algo);
+          drv.cuEventRecord(end, this.be.stream);
+          drv.cuEventSynchronize(end);
+        } catch {
+          continue; // this candidate cannot run here
+        }
+        const ms = eventElapsedMs(start, end);
+        if (ms < bestMs) [best, bestMs] = [i, ms];
+      }
+    } finally {
+      drv.cuEventDestroy_v2(start);
+      drv.cuEventDestroy_v2(end);
+    }
+    return best;
   }
 
   private layout(type: number, rows: number, cols: number, ld: number): bigint {
@@ -169,5 +286,32 @@ export class Blas {
     if (size === 4) this.attr.writeUInt32LE(value, 0);
     else this.attr.writeBigUInt64LE(BigInt(value), 0);
     this.lt.cublasLtMatmulDescSetAttribute(desc, attr, this.attr, size);
+  }
+}
+
+/** The 64-byte algorithm of heuristic result i at `results`, as hex (its identity across runs). */
+function algoHex(results: bigint, i: number): string {
+  return Buffer.from(koffi.view(results + BigInt(i * HEURISTIC_RESULT_BYTES), ALGO_BYTES)).toString('hex');
+}
+
+function readTuning(file: string): Record<string, string> {
+  try {
+    const parsed: unknown = JSON.parse(readFileSync(file, 'utf8'));
+    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) return parsed as Record<string, string>;
+  } catch {
+    // none yet, or unreadable: tune again
+  }
+  return {};
+}
+
+/** Writes the choices atomically (a temporary file renamed over the old one); an unwritable cache only costs a re-tune. */
+function writeTuning(file: string, tuned: Record<string, string>): void {
+  try {
+    mkdirSync(dirname(file), { recursive: true });
+    const tmp = `${file}.${process.pid}.tmp`;
+    writeFileSync(tmp, `${JSON.stringify(tuned, null, 1)}\n`);
+    renameSync(tmp, file);
+  } catch {
+    // read-only cache folder
   }
 }
