@@ -33,17 +33,15 @@ template <int K> __device__ __forceinline__ float act_grad(float x) {
   return s * (1.f + x * (1.f - s));
 }
 
+// Elementwise: 16-byte vectors when the pointers are aligned (common.cuh map_unary/map_binary).
 template <typename T, int K>
 __device__ void act_forward(const T* __restrict__ x, T* __restrict__ y, i64 n) {
-  GRID_STRIDE(i, n) y[i] = from_f32<T>(act<K>(to_f32(x[i])));
+  map_unary(x, y, n, [](float v) { return act<K>(v); });
 }
 
 template <typename T, int K>
 __device__ void act_backward(const T* __restrict__ x, const T* __restrict__ dy, T* __restrict__ dx, i64 n) {
-  GRID_STRIDE(i, n) {
-    const float v = to_f32(x[i]);
-    dx[i] = from_f32<T>(K == KIND_RELU ? (v > 0.f ? to_f32(dy[i]) : 0.f) : to_f32(dy[i]) * act_grad<K>(v));
-  }
+  map_binary(x, dy, dx, n, [](float v, float d) { return K == KIND_RELU ? (v > 0.f ? d : 0.f) : d * act_grad<K>(v); });
 }
 
 // i runs over y [R, F]: up = x[r, j], gate = x[r, F + j].
