@@ -52,7 +52,7 @@ interface DataOpts {
 }
 
 /** One micro-batch's backward on rank r (step s, micro-batch m of gas); parameter 2 gets no gradient on rank 1. */
-function microBackward(ps: Tensor[], r: number, s: number, m: number, gas: number, o: DataOpts = {}, onGradReady?: (leaf: Tensor) => void): void {
+function microBackward(ps: Tensor[], r: number, s: number, m: number, gas: number, o: DataOpts = {}, onGradReady?: (leaf: Tensor) => void, lossScale = 1): void {
   scope(() => {
     let loss: Tensor | null = null;
     ps.forEach((p, i) => {
@@ -63,7 +63,8 @@ function microBackward(ps: Tensor[], r: number, s: number, m: number, gas: numbe
       const term = ops.add(ops.sum(ops.mul(ops.mul(p, p), x)), ops.sum(ops.mul(p, y)));
       loss = loss ? ops.add(loss, term) : term;
     });
-    backward(loss!, gas === 1 ? undefined : ops.fill([], 1 / gas, 'f32', cpu), { onGradReady });
+    const seed = lossScale / gas;
+    backward(loss!, seed === 1 ? undefined : ops.fill([], seed, 'f32', cpu), { onGradReady });
   });
 }
 
@@ -111,7 +112,9 @@ interface ZeroRun extends RunResult {
  */
 async function runZero(gs: ProcessGroup[], stage: ZeroStage, gas: number, maxNorm: number,
   o: DataOpts & { bucketElements?: number; align?: number; from?: number; steps?: number; overlap?: boolean;
-    init?: (ps: Tensor[], z: ZeroOptimizer, r: number) => void } = {}): Promise<ZeroRun> {
+    init?: (ps: Tensor[], z: ZeroOptimizer, r: number) => void;
+    /** fp16-style loss scaling: the backward seed carries it, update() divides it out. */
+    lossScale?: number } = {}): Promise<ZeroRun> {
   const rankParams = gs.map(() => makeParams());
   const zeros = gs.map((g, r) => new ZeroOptimizer(g, groupsOf(rankParams[r]!), { betas: BETAS, eps: EPS, stage, bucketElements: o.bucketElements, align: o.align }));
   if (o.init) zeros.forEach((z, r) => o.init!(rankParams[r]!, z, r));
@@ -120,16 +123,17 @@ async function runZero(gs: ProcessGroup[], stage: ZeroStage, gas: number, maxNor
   for (let s = from; s < from + (o.steps ?? STEPS); s++) {
     const stepNorms = await Promise.all(zeros.map(async (z, r) => {
       for (let m = 0; m < gas; m++) {
+        const scale = o.lossScale ?? 1;
         if (o.overlap && (stage === 2 || m === gas - 1)) {
-          microBackward(rankParams[r]!, r, s, m, gas, o, z.beginBackward());
+          microBackward(rankParams[r]!, r, s, m, gas, o, z.beginBackward(), scale);
           await z.finish();
         } else {
-          microBackward(rankParams[r]!, r, s, m, gas, o);
+          microBackward(rankParams[r]!, r, s, m, gas, o, undefined, scale);
           await z.reduceGradients();
         }
         if (stage === 2) assert.ok(rankParams[r]!.every((p) => p.grad === null), 'stage 2 frees the full gradients after each micro-batch');
       }
-      const { norm } = await z.update(lrAt(s), maxNorm);
+      const { norm } = await z.update(lrAt(s), maxNorm, 1 / (o.lossScale ?? 1));
       z.zeroGrad();
       return norm;
     }));
@@ -228,6 +232,35 @@ test('ZeRO-2 with accumulation, and both stages with clipping, agree with data p
       assertClose(z.norms, clipped.norms, { rtol: 1e-5, atol: 0 }, `ZeRO-${stage} norms`);
     }
   });
+});
+
+test('fp16 loss scaling under ZeRO: a power-of-two scale in the seed, divided out by update(), gives the unscaled run bit for bit; an overflow on one rank skips the step on all', async () => {
+  for (const stage of [1, 2] as const) {
+    await withGroups(2, async (gs) => {
+      const plain = await runZero(gs, stage, 2, 0.5, { bucketElements: 16 });
+      const scaled = await runZero(gs, stage, 2, 0.5, { bucketElements: 16, lossScale: 1024, overlap: true });
+      for (let r = 0; r < 2; r++) assertBitwise(scaled.params[r]!, plain.params[r]!, `stage ${stage} rank ${r}`);
+      assert.deepEqual(scaled.norms, plain.norms, 'the reported norm is of the unscaled gradients');
+      for (const z of [...plain.zeros, ...scaled.zeros]) z.dispose();
+    });
+    await withGroups(2, async (gs) => {
+      const rankParams = gs.map(() => makeParams());
+      const zeros = gs.map((g, r) => new ZeroOptimizer(g, groupsOf(rankParams[r]!), { betas: BETAS, eps: EPS, stage, bucketElements: 16 }));
+      const before = rankParams.map(flatValues);
+      const norms = await Promise.all(zeros.map(async (z, r) => {
+        microBackward(rankParams[r]!, r, 0, 0, 1, {}, undefined, 1024);
+        if (r === 1) noGrad(() => ops.scaleInPlace(rankParams[1]![3]!.grad!, Infinity)); // an fp16 overflow on rank 1 only
+        await z.reduceGradients();
+        const { norm } = await z.update(0.01, 1, 1 / 1024);
+        z.zeroGrad();
+        return norm;
+      }));
+      assert.ok(norms.every((n) => !Number.isFinite(n)), `every rank sees the overflow: ${norms}`);
+      rankParams.forEach((ps, r) => assertBitwise(flatValues(ps), before[r]!, `stage ${stage} rank ${r}: parameters unchanged`));
+      assert.ok(zeros.every((z) => z.step === 0), 'the step is not counted');
+      for (const z of zeros) z.dispose();
+    });
+  }
 });
 
 test('memory per rank: 1/W of the optimizer state (and, stage 2, of the gradients); the parameters live in the flat buffer', async () => {

@@ -685,9 +685,11 @@ export class ZeroOptimizer {
    * or does now if it was never called since zeroGrad()), clips them to `maxNorm` by the global
    * norm (≤ 0: no clipping), updates this rank's shard and all-gathers the parameters. The norm is
    * read on the host once, after all that is queued; when it is not finite the device skipped the
-   * update (parameters and state unchanged, `step` not advanced) and the caller should stop.
+   * update (parameters and state unchanged, `step` not advanced): the caller stops, or, under fp16
+   * loss scaling, counts an overflow. `gradScale` multiplies the gradients first (1 / the loss
+   * scale); the returned norm is of the scaled gradients, as AdamW's gradNormAndClip reports.
    */
-  async update(lr: number, maxNorm: number): Promise<{ norm: number; scale: number }> {
+  async update(lr: number, maxNorm: number, gradScale = 1): Promise<{ norm: number; scale: number }> {
     this.checkLive();
     this.checkNoRound('update');
     if (this.stage === 3) {
@@ -730,18 +732,18 @@ export class ZeroOptimizer {
     let norm: number;
     try {
       await this.group.allReduce(sq, 'sum');
-      factor = clipFactorOf(sq, maxNorm);
+      factor = clipFactorOf(sq, maxNorm, gradScale);
       // 3. AdamW on each run; a non-finite factor (norm) makes the kernel skip the step on every rank
       this.step++;
       const [beta1, beta2] = this.opts.betas;
       noGrad(() => {
         for (const run of this.runs) {
-          adamwStep(run.p, run.g, run.m, run.v, factor!, { lr, beta1, beta2, eps: this.opts.eps, weightDecay: run.weightDecay, step: this.step, gradScale: 1 });
+          adamwStep(run.p, run.g, run.m, run.v, factor!, { lr, beta1, beta2, eps: this.opts.eps, weightDecay: run.weightDecay, step: this.step, gradScale });
         }
       });
       // 4. every rank's updated slices → every rank's parameters (stage 3: the next forward gathers them)
       if (this.stage !== 3) await waitAll(this.bucketViews.map((bv) => this.group.allGather(bv.params!, bv.paramSlice)));
-      norm = Math.sqrt(sq.item()); // the step's one host read, after it is queued
+      norm = Math.sqrt(sq.item()) * gradScale; // the step's one host read, after it is queued
     } finally {
       sq.dispose();
       factor?.dispose();

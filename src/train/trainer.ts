@@ -20,6 +20,7 @@ import { basename, extname, join } from 'node:path';
 import { loadCheckpoint, saveCheckpoint, hostTensor, hostArrayOf, type HostTensor } from '../checkpoint/index.js';
 import type { LoadedConfig, NeoXConfig } from '../config/index.js';
 import { assertTrainable, padVocabSize } from '../config/index.js';
+import { LossScaler, type LossScalerState } from './loss_scaler.js';
 import { type Batch, BatchIterator, buildDatasets } from '../data/loader.js';
 import { buildTokenizer, type Tokenizer } from '../data/tokenizer.js';
 import { indexPaths } from '../data/indexed_dataset.js';
@@ -118,7 +119,6 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
   }
   // Stage 3 shards the parameters at once: every rank starts from rank 0's first.
   if (zeroStage === 3 && dist) await dist.broadcastParameters(model.parameters());
-  if (zeroStage > 0 && lossScaler) throw new TrainingError(`zero_optimization.stage ${zeroStage} with fp16 loss scaling is not implemented yet; use bf16`);
   const zero = dist && zeroStage > 0
     ? new ZeroOptimizer(dist.group, groups, {
       ...adamOpts, stage: zeroStage as 1 | 2 | 3, bucketElements: cfg.zero_optimization.reduce_bucket_size,
@@ -147,7 +147,7 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
   // --- resume
   let iteration = 0;
   if (cfg.load && existsSync(join(cfg.load, 'latest'))) {
-    iteration = restore(cfg, model, optimizer, backend, log);
+    iteration = restore(cfg, model, optimizer, backend, log, lossScaler);
     if (iteration >= trainIters) log.info(`nothing left to train: the checkpoint is at iteration ${iteration} of ${trainIters} (raise train_iters, or delete ${cfg.load} to start over)`);
   }
   if (dist && zero?.stage !== 3) await dist.broadcastParameters(model.parameters());
@@ -207,9 +207,18 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
     let loss: number;
     if (optimizer instanceof ZeroOptimizer) {
       loss = await readLoss();
+      if (!lossScaler && !Number.isFinite(loss)) throw nonFinite(loss, iteration, cfg, optimizer);
+      // Clip by the global norm (of the reduce-scattered gradients, fp16: unscaled), update this
+      // rank's shard, all-gather the parameters. Every rank sees the same norm, so under fp16 they
+      // agree on an overflow, which the device has already skipped.
+      norm = (await optimizer.update(lr, cfg.gradient_clipping, 1 / (lossScaler?.scale ?? 1))).norm;
+      if (lossScaler && !lossScaler.update(Number.isFinite(norm))) {
+        optimizer.zeroGrad();
+        log.info(`iteration ${iteration + 1}: gradient overflow, step skipped; loss scale now ${lossScaler.scale}`);
+        iteration++;
+        continue;
+      }
       if (!Number.isFinite(loss)) throw nonFinite(loss, iteration, cfg, optimizer);
-      // Clip by the global norm (of the reduce-scattered gradients), update this rank's shard, all-gather the parameters.
-      norm = (await optimizer.update(lr, cfg.gradient_clipping)).norm;
       if (!Number.isFinite(norm)) throw nonFinite(norm, iteration, cfg, optimizer, 'gradient norm'); // the device skipped the step
     } else {
       if (ddp) await ddp.finish(); // the buckets backward did not complete, then wait for all
@@ -281,7 +290,7 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
       const gathered = optimizer instanceof ZeroOptimizer && !cfg.no_save_optim ? await optimizer.fullState(names) : null;
       // Stage 3: the whole parameters gathered from every rank's shard (a collective too).
       const weights = optimizer instanceof ZeroOptimizer && optimizer.stage === 3 ? await optimizer.fullParameters(names) : null;
-      if (isMain) save(cfg, model, optimizer, gathered, iteration, log, weights);
+      if (isMain) save(cfg, model, optimizer, gathered, iteration, log, weights, lossScaler);
     }
   }
   log.close(); // clears the progress line, closes the TensorBoard file
@@ -328,34 +337,6 @@ function batchTensors(b: Batch, backend: Backend, length: number): readonly [Ten
   let count = 0;
   for (let i = 0; i < mask.length; i++) count += mask[i]!;
   return [tensor(cut(b.tokens), shape, 'i32', backend), tensor(cut(b.labels), shape, 'i32', backend), tensor(mask, shape, 'f32', backend), count];
-}
-
-/** fp16 dynamic loss scaling (DeepSpeed's rules: halve on overflow after `hysteresis` overflows, double after `loss_scale_window` good steps). */
-export class LossScaler {
-  scale: number;
-  private good = 0;
-  private hysteresis: number;
-  constructor(private readonly o: NeoXConfig['fp16']) {
-    this.scale = o.loss_scale && o.loss_scale > 0 ? o.loss_scale : 2 ** (o.initial_scale_power ?? 16);
-    this.hysteresis = o.hysteresis ?? 2;
-  }
-  /** Records a step's outcome; false means it overflowed and must be skipped. */
-  update(finite: boolean): boolean {
-    const dynamic = !(this.o.loss_scale && this.o.loss_scale > 0);
-    if (finite) {
-      if (dynamic && ++this.good >= (this.o.loss_scale_window ?? 1000)) {
-        this.scale *= 2;
-        this.good = 0;
-      }
-      return true;
-    }
-    this.good = 0;
-    if (dynamic && --this.hysteresis <= 0) {
-      this.scale = Math.max(this.scale / 2, this.o.min_loss_scale ?? 1);
-      this.hysteresis = this.o.hysteresis ?? 2;
-    }
-    return false;
-  }
 }
 
 /** Mean loss over `iters` validation batches starting at loader step `start`, without gradients. */
@@ -408,7 +389,7 @@ function nonFinite(value: number, iteration: number, cfg: NeoXConfig, optimizer:
 }
 
 function save(cfg: NeoXConfig, model: GPTNeoX, optimizer: AdamW | ZeroOptimizer, gathered: FullStateEntry[] | null, iteration: number, log: TrainLogger,
-  weights: FullStateEntry[] | null = null): void {
+  weights: FullStateEntry[] | null, lossScaler: LossScaler | null): void {
   const named = model.namedParameters();
   const names = new Map(named.map(([n, p]) => [p, n] as const));
   const asHost = (t: Tensor): HostTensor => hostTensor(t.dtype, t.shape, t.toArray());
@@ -419,14 +400,18 @@ function save(cfg: NeoXConfig, model: GPTNeoX, optimizer: AdamW | ZeroOptimizer,
   const result = saveCheckpoint(cfg.save!, iteration, {
     model: modelTensors,
     optimizer: optimTensors,
-    state: { iteration, optimizer_step: optimizer.step, consumed_train_samples: iteration * cfg.train_batch_size },
+    state: {
+      iteration, optimizer_step: optimizer.step, consumed_train_samples: iteration * cfg.train_batch_size,
+      ...(lossScaler ? { loss_scaler: lossScaler.state() } : {}), // fp16: resume at the same scale
+    },
     config: cfg as unknown as object,
   }, { keepLastN: cfg.keep_last_n_checkpoints ?? undefined });
   log.info(`saved checkpoint ${result.dir}`);
 }
 
 /** Loads weights (and, unless finetuning, optimizer state and the iteration). Returns the iteration to continue from. */
-function restore(cfg: NeoXConfig, model: GPTNeoX, optimizer: AdamW | ZeroOptimizer, backend: Backend, log: TrainLogger): number {
+function restore(cfg: NeoXConfig, model: GPTNeoX, optimizer: AdamW | ZeroOptimizer, backend: Backend, log: TrainLogger,
+  lossScaler: LossScaler | null): number {
   const weightsOnly = cfg.finetune || cfg.no_load_optim;
   const ckpt = loadCheckpoint(cfg.load!, { weightsOnly });
   const named = model.namedParameters();
@@ -459,7 +444,8 @@ function restore(cfg: NeoXConfig, model: GPTNeoX, optimizer: AdamW | ZeroOptimiz
     log.info(`finetuning from ${ckpt.dir} (weights only, starting at iteration 0)`);
     return 0;
   }
-  const state = ckpt.state as { iteration: number; optimizer_step: number };
+  const state = ckpt.state as { iteration: number; optimizer_step: number; loss_scaler?: LossScalerState };
+  if (!weightsOnly && lossScaler && state.loss_scaler) lossScaler.load(state.loss_scaler);
   if (!weightsOnly && ckpt.optimizer && optimizer instanceof ZeroOptimizer) {
     // Whole moments (saved at any world size) → this rank's shard.
     const moments = ckpt.optimizer;
