@@ -400,8 +400,9 @@ test('rotary bshd gradient matches finite differences', () => {
 // ---------------------------------------------------------------------------------------------
 // Packed QKV
 
-test('packed QKV: rotaryQKV + attentionQKV equal split → rotary → attention bitwise (o and the qkv gradient); gradients match finite differences', () => {
-  for (const [B, T, H, D, rot, offset, dtype] of [[2, 7, 3, 8, 4, 0, 'f64'], [1, 40, 2, 6, 6, 3, 'f32'], [1, 5, 2, 4, 0, 0, 'f64']] as const) {
+test('packed QKV: rotaryQKV + attentionQKV (native CPU kernels) equal split → rotary → attention bitwise (o and the qkv gradient), and packedReference too; gradients match finite differences', () => {
+  // The last case is large enough for the worker pool to split it over threads.
+  for (const [B, T, H, D, rot, offset, dtype] of [[2, 7, 3, 8, 4, 0, 'f64'], [1, 40, 2, 6, 6, 3, 'f32'], [1, 5, 2, 4, 0, 0, 'f64'], [2, 96, 4, 16, 4, 0, 'f32']] as const) {
     const x = randn([B, T, H, 3 * D], 40 + T, dtype);
     const mode = { causal: true, window: 0, alibi: false };
     const packed = (qkv: Tensor) => ops.attentionQKV(rot ? ops.rotaryQKV(qkv, rot, 10000, offset) : qkv, mode);
@@ -422,6 +423,18 @@ test('packed QKV: rotaryQKV + attentionQKV equal split → rotary → attention 
     const a = run(packed), b = run(separate);
     assert.deepEqual(a.o, b.o, `o, [${x.shape}] rot ${rot}`);
     assert.deepEqual(a.g, b.g, `dqkv, [${x.shape}] rot ${rot}`);
+    // The composition the CUDA kernels fall back to equals the CPU's native packed kernels.
+    const attrs = { scale: 1 / Math.sqrt(D), ...mode };
+    const [o1, l1] = runKernel('attentionQKV', [x], attrs);
+    const [o2, l2] = ops.packedReference.attentionQKV(x, attrs);
+    assert.deepEqual(Array.from(o2!.toArray()), Array.from(o1!.toArray()));
+    assert.deepEqual(Array.from(l2!.toArray()), Array.from(l1!.toArray()));
+    assert.deepEqual(Array.from(ops.packedReference.attentionQKVBackward(x, o1!, l1!, dO, attrs).toArray()),
+      Array.from(runKernel('attentionQKVBackward', [x, o1!, l1!, dO], attrs)[0]!.toArray()));
+    if (rot) {
+      const r = { rotaryDims: rot, base: 10000, offset, inverse: false };
+      assert.deepEqual(Array.from(ops.packedReference.rotaryQKV(x, r).toArray()), Array.from(runKernel('rotaryQKV', [x], r)[0]!.toArray()));
+    }
   }
   gradcheck((qkv) => ops.rotaryQKV(qkv, 4, 10000, 2), [randn([1, 3, 2, 18], 51)]);
   gradcheck((qkv) => ops.attentionQKV(ops.rotaryQKV(qkv, 2, 500, 0)), [randn([2, 4, 2, 12], 52)]);

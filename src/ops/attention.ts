@@ -184,8 +184,9 @@ registerGradient('attention', ([dO], [q, k, v], [o, lse], attrs) => {
 // qkv [B, T, H, 3·D]: the fused projection's output viewed per head, each row [q ‖ k ‖ v] (GPT-NeoX's
 // layout; multi-head only, H = Hkv). rotaryQKV rotates q and k in one pass; attentionQKV attends
 // with q, k, v read in place and its gradient comes back as one dqkv. In training this replaces
-// split → rotary(q), rotary(k) → attention → (backward) concat. A backend without its own kernels
-// (the CPU) runs exactly that composition (packedReference below), so the two paths agree bit for bit.
+// split → rotary(q), rotary(k) → attention → (backward) concat. packedReference below is exactly that
+// composition: what a backend without its own kernels runs, and CUDA's fallback. The CPU's own
+// kernels (backends/cpu) give the same bits without the copies; tests/attention.test.ts checks both.
 
 /** qkv [B, T, H, 3D] → qkv with rotate-half rotary on the first `rotaryDims` dims of q and of k. */
 export function rotaryQKV(qkv: Tensor, rotaryDims: number, base: number, offset = 0): Tensor {

@@ -17,6 +17,8 @@
 // scratch tiles, so the outputs do not depend on the thread count. The bshd layout goes through
 // ../attention_bshd.ts, which gathers each head's strided rows into per-thread scratch and runs the
 // same loop on them: bitwise the bhsd result, permuted, without a full-tensor permute.
+// attentionQKV / attentionQKVBackward (the packed QKV [B, T, H, 3D]) are the bshd tasks with packed
+// rows: bitwise split → attention(bshd) → concat, without the copies.
 // Rows that see no key (S < T under causality) give o = 0, lse = −∞ and zero gradients.
 // lse is stored in the inputs' dtype (f32, or f64 for gradient checks).
 
@@ -100,4 +102,44 @@ registerKernel('attentionBackward', 'cpu', ([q, k, v, o, lse, dO], { scale, caus
   }, B * Hkv, grain(T * group, S, D));
   releaseShareable();
   return [dq, dk, dv];
+});
+
+/** The packed QKV's dims (T = S, H = Hkv). */
+function packedDims(qkv: Tensor, kernel: string): Dims {
+  if (qkv.ndim !== 4 || qkv.dim(3) % 3 !== 0) throw new Error(`${kernel}: expected qkv [B, T, H, 3·D], got [${qkv.shape}]`);
+  const [B, T, H, W] = qkv.shape as [number, number, number, number];
+  return { B, H, Hkv: H, T, S: T, D: W / 3, group: 1, shift: 0 };
+}
+
+registerKernel('attentionQKV', 'cpu', ([qkv], { scale, causal, window, alibi }, be) => {
+  const { B, H, Hkv, T, S, D, group, shift } = packedDims(qkv!, 'attentionQKV');
+  const X = f(qkv!, 'attentionQKV'); // (B, T, H, 3D)
+  const o = out([B, T, H, D], qkv!.dtype, be);
+  const lse = out([B, H, T], qkv!.dtype, be);
+  const L = f(lse, 'attentionQKV'); // (B, H, T)
+  const Ls = shareable(L);
+  const slopes = slopesFor(H, alibi);
+  parallelFor('attentionBshd', {
+    Q: X, K: X, V: X, O: f(o, 'attentionQKV'), L: Ls, slopes: slopes && shareable(slopes), H, Hkv, T, S, D, group, shift, scale, causal, window, packed: true,
+  }, B * H, grain(T, S, D));
+  if (Ls !== L) L.set(Ls);
+  releaseShareable();
+  return [o, lse];
+});
+
+registerKernel('attentionQKVBackward', 'cpu', ([qkv, o, lse, dO], { scale, causal, window, alibi }, be) => {
+  const { B, H, Hkv, T, S, D, group, shift } = packedDims(qkv!, 'attentionQKVBackward');
+  for (const [name, t, shape] of [['o', o!, [B, T, H, D]], ['dO', dO!, [B, T, H, D]], ['lse', lse!, [B, H, T]]] as const) {
+    if (t.shape.join(',') !== shape.join(',')) throw new Error(`attentionQKVBackward: ${name} has shape [${t.shape}], expected [${shape}]`);
+  }
+  const X = f(qkv!, 'attentionQKVBackward'); // (B, T, H, 3D)
+  const dqkv = out(qkv!.shape, qkv!.dtype, be);
+  const G = f(dqkv, 'attentionQKVBackward'); // (B, T, H, 3D): every element written (q, k, v parts of each head)
+  const slopes = slopesFor(H, alibi);
+  parallelFor('attentionBackwardBshd', {
+    Q: X, K: X, V: X, O: f(o!, 'attentionQKVBackward'), L: shareable(f(lse!, 'attentionQKVBackward')), DO: f(dO!, 'attentionQKVBackward'),
+    DQ: G, DK: G, DV: G, slopes: slopes && shareable(slopes), H, Hkv, T, S, D, group, shift, scale, causal, window, packed: true,
+  }, B * Hkv, grain(T * group, S, D));
+  releaseShareable();
+  return [dqkv];
 });
