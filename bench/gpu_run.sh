@@ -13,7 +13,8 @@
 #             for GELU_MODELS) and PyTorch eager
 #   npmtest   the whole `npm test` with a GPU present
 #   multi     (2+ GPUs) NCCL across processes, the trainer on 2 GPUs vs 1, and data-parallel
-#             throughput of NeoX.ts (ZeRO 0; with ZERO_STAGES="1 2 3" also those, for memory per GPU) vs torch_ddp.py on GPUS
+#             throughput of NeoX.ts (ZeRO 0; with ZERO_STAGES="1 2 3" also those, for memory per GPU) vs torch_ddp.py on GPUS;
+#             MULTI_PARTS="tests" or "bench" runs one half (the tests alone take several minutes: one call each)
 set -uo pipefail
 root=${OUT:-gpu-out}
 out=$root/logs
@@ -83,9 +84,12 @@ fi
 
 if want multi; then
   ngpu=$(nvidia-smi -L | wc -l)
-  stage multi_tests 400 node --test dist/tests/nccl_multi.test.js dist/tests/cuda_parallel_train.test.js
-  grep -E '^# (pass|fail|skipped)|^not ok' "$out/multi_tests.txt"
-  for n in ${GPUS:-2 4}; do
+  parts=" ${MULTI_PARTS:-tests bench} "
+  if [[ "$parts" == *" tests "* ]]; then
+    stage multi_tests 540 node --test dist/tests/nccl_multi.test.js dist/tests/cuda_parallel_train.test.js
+    grep -E '^# (pass|fail|skipped)|^not ok' "$out/multi_tests.txt"
+  fi
+  [[ "$parts" == *" bench "* ]] && for n in ${GPUS:-2 4}; do
     [ "$n" -le "$ngpu" ] || { echo "multi: $n GPUs asked, $ngpu present"; continue; }
     for m in ${MULTI_MODELS:-pythia-160m pythia-410m pythia-1.4b}; do
       stage "ddp_neox_${n}_$m" 300 node bin/neox.js launch --nproc-per-node "$n" --exec node dist/bench/train_bench.js "$m" --device cuda
