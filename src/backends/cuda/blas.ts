@@ -32,7 +32,7 @@ import koffi from 'koffi';
 import type { DType } from '../../tensor/dtype.js';
 import type { Block } from './allocator.js';
 import type { CudaBackend } from './backend.js';
-import { cacheDir } from './compiler.js';
+import { gemmTuningDir } from './compiler.js';
 import { CU_EVENT_DEFAULT, type Handle, eventElapsedMs } from './ffi/driver.js';
 import {
   CUBLAS_COMPUTE_32F, CUBLAS_OP_N, CUBLAS_OP_T, CUDA_R_16BF, CUDA_R_16F, CUDA_R_32F, type CublasLt, DESC, EPILOGUE,
@@ -123,7 +123,7 @@ export class Blas {
     this.lt.cublasLtMatmulPreferenceSetAttribute(this.smallPref, PREF_MAX_WORKSPACE_BYTES, this.attr, 8);
     this.workspace = be.scratch(WORKSPACE_BYTES);
     const device = be.device.name.replace(/[^A-Za-z0-9]+/g, '_');
-    this.tuningFile = join(dirname(cacheDir()), 'gemm', `${device}-cublaslt${cublasLtVersion()}.json`);
+    this.tuningFile = join(gemmTuningDir(), `${device}-cublaslt${cublasLtVersion()}.json`);
     this.tuned = readTuning(this.tuningFile);
     this.scalars = koffi.alloc('float', 3) as bigint;
     new Float32Array(koffi.view(this.scalars, 12)).set([1, 0, 1]);

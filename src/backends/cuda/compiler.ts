@@ -3,6 +3,7 @@
 //   kernelsDir()                  where the .cu/.cuh sources are (they are not copied to dist/)
 //   compile(file, target, defs)   { image, format, cached, ms }: the disk cache, else NVRTC
 //   cacheDir()                    $NEOX_CACHE_DIR/kernels, else $XDG_CACHE_HOME or ~/.cache, /neox-ts/kernels
+//   gemmTuningDir()               the sibling folder gemm/, where blas.ts keeps its tuned GEMM algorithms
 //
 // Options: --gpu-architecture=sm_XX (the device's compute capability), -default-device, -std=c++17,
 // the CUDA include folder when one exists, and -D for compile-time constants. Every .cuh in the
@@ -54,6 +55,11 @@ export function cacheDir(): string {
   if (process.env.NEOX_CACHE_DIR) return join(process.env.NEOX_CACHE_DIR, 'kernels');
   const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
   return join(base, 'neox-ts', 'kernels');
+}
+
+/** The folder of cuBLASLt's per-device GEMM tuning files (blas.ts), beside the kernel cache. */
+export function gemmTuningDir(): string {
+  return join(dirname(cacheDir()), 'gemm');
 }
 
 export interface CompileTarget {

@@ -9,7 +9,7 @@ import { CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, CU_DEVICE_ATTRIBUTE_COMPU
 import { LIBRARIES, type LibraryKey } from './ffi/find.js';
 import { ncclPath, ncclVersion } from './ffi/nccl.js';
 import { nvrtcPath, nvrtcVersion } from './ffi/nvrtc.js';
-import { cacheDir, kernelsDir } from './compiler.js';
+import { cacheDir, gemmTuningDir, kernelsDir } from './compiler.js';
 import { fmtBytes } from './allocator.js';
 
 export interface LibraryReport {
@@ -98,6 +98,7 @@ export function doctorReport(): string {
     lines.push(`Kernel sources: ${(e as Error).message}`);
   }
   lines.push(`Kernel cache: ${cacheDir()}`);
+  lines.push(`GEMM tuning files: ${gemmTuningDir()}${process.env.NEOX_GEMM_AUTOTUNE === '0' ? ' (autotuning off: NEOX_GEMM_AUTOTUNE=0)' : ''}`);
   const needed = libs.filter((l) => l.error && (l.key === 'driver' || l.key === 'nvrtc' || l.key === 'cublasLt'));
   lines.push(needed.length ? `CUDA backend: unavailable (needs ${needed.map((l) => l.label).join(', ')})` : 'CUDA backend: available');
   return lines.join('\n');
