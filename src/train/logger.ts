@@ -3,11 +3,14 @@
 // Optionally (opts.tensorboardDir) every numeric metric also becomes a TensorBoard scalar tagged
 // `{kind}/{key}` (train/loss, valid/loss, speed/tokens_per_sec, ...) at step = metrics.iteration
 // (the last iteration seen when a record has none); close() flushes and closes the event file.
+// startWandb(opts) adds Weights & Biases (train/wandb.ts): the same `{kind}/{key}` metrics at the same
+// steps, sent in the background; close() then also finishes the W&B run (await it).
 
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { EventFileWriter } from './tensorboard.js';
+import { WandbRun, type WandbStartOptions } from './wandb.js';
 
 export interface Metrics {
   [key: string]: number | string;
@@ -23,6 +26,7 @@ export class TrainLogger {
   private readonly tty: boolean;
   private progressShown = false;
   private tb: EventFileWriter | null = null;
+  private wandb: WandbRun | null = null;
   private lastStep = 0;
 
   private readonly print: (line: string) => void;
@@ -45,25 +49,52 @@ export class TrainLogger {
     return this.tb?.path ?? null;
   }
 
+  /** The W&B run being logged to, or null. */
+  get wandbRun(): WandbRun | null {
+    return this.wandb;
+  }
+
+  /**
+   * Starts logging to Weights & Biases (creates the run; a warning and no W&B when there is no API
+   * key, WANDB_MODE is disabled/offline or the server fails). Warnings and the run URL go through info().
+   */
+  async startWandb(opts: WandbStartOptions): Promise<WandbRun | null> {
+    const say = (m: string) => this.info(m);
+    this.wandb = await WandbRun.start({ warn: say, info: say, ...opts });
+    return this.wandb;
+  }
+
   /** Records metrics (JSONL) without printing. */
   record(kind: string, metrics: Metrics): void {
     if (this.jsonl) appendFileSync(this.jsonl, JSON.stringify({ kind, time: new Date().toISOString(), ...metrics }) + '\n');
-    if (this.tb) {
+    if (this.tb || this.wandb) {
       const it = metrics.iteration;
       if (typeof it === 'number' && Number.isFinite(it)) this.lastStep = it;
-      const wallTime = Date.now() / 1000;
+      const now = Date.now();
+      const scalars: Record<string, number> = {};
+      let any = false;
       for (const [key, value] of Object.entries(metrics)) {
         if (key === 'iteration' || typeof value !== 'number') continue;
-        this.tb.addScalar(`${kind}/${key}`, value, this.lastStep, wallTime);
+        this.tb?.addScalar(`${kind}/${key}`, value, this.lastStep, now / 1000);
+        scalars[`${kind}/${key}`] = value;
+        any = true;
       }
+      if (any) this.wandb?.log(this.lastStep, scalars, now);
     }
   }
 
-  /** Flushes and closes the TensorBoard event file (if any); safe to call more than once. */
-  close(): void {
+  /**
+   * Flushes and closes the TensorBoard event file (at once) and finishes the W&B run (sends what is
+   * left, marks it finished with exit code 0; the returned promise settles when done, never rejects).
+   * Safe to call more than once.
+   */
+  close(): Promise<void> {
     this.clearProgress();
     this.tb?.close();
     this.tb = null;
+    const run = this.wandb;
+    this.wandb = null;
+    return run ? run.finish(0).catch((e) => this.info(`W&B: finishing the run failed (${e instanceof Error ? e.message : String(e)})`)) : Promise.resolve();
   }
 
   info(line: string): void {

@@ -36,6 +36,7 @@ import { initDistributed } from '../parallel/index.js';
 import { type FullStateEntry, ZeroOptimizer } from '../parallel/zero.js';
 import { syncCollectivesOf } from '../parallel/process_group.js';
 import { TrainLogger, humanCount } from './logger.js';
+import { wandbGroupName } from './wandb.js';
 import { generate } from './sample.js';
 import { curriculumSeqLength, validateCurriculum } from './curriculum.js';
 import { runEvalTasks } from '../infer/eval.js';
@@ -80,6 +81,14 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
   }
   for (const t of cfg.eval_tasks ?? []) resolveTaskSpec(t); // fail early on a missing task file
   if (!cfg.train_iters && !cfg.train_epochs) throw new TrainingError('set train_iters (or train_epochs)');
+  // Weights & Biases, rank 0 only like TensorBoard: GPT-NeoX's group naming (a random suffix per launch)
+  // and the whole config; no API key or an unreachable server → a warning, training goes on.
+  if (isMain && cfg.use_wandb) {
+    await log.startWandb({
+      project: cfg.wandb_project, entity: cfg.wandb_team, group: wandbGroupName(cfg.wandb_group),
+      name: cfg.wandb_run_name, host: cfg.wandb_host, config: cfg as unknown as Record<string, unknown>,
+    });
+  }
 
   // --- tokenizer and data
   const tokenizer = buildTokenizer(cfg);
@@ -293,7 +302,7 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
       if (isMain) save(cfg, model, optimizer, gathered, iteration, log, weights, lossScaler);
     }
   }
-  log.close(); // clears the progress line, closes the TensorBoard file
+  await log.close(); // clears the progress line, closes the TensorBoard file, finishes the W&B run
 
   if (dist && zero?.stage !== 3) { // stage 3: each rank holds its own shard, nothing to compare
     const checksum = await dist.checkParametersInSync(params);
