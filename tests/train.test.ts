@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadConfig } from '../src/config/index.js';
 import { train } from '../src/train/index.js';
-import { freePort } from './helpers/procs.js';
+import { launchTwo } from './helpers/procs.js';
 
 const TEXT = Array.from({ length: 60 }, (_, i) =>
   `Document ${i}: the quick brown fox jumps over the lazy dog ${i % 7} times, and then rests.\n`).join('');
@@ -74,34 +74,20 @@ test('a non-finite loss stops the run, naming the iteration, and keeps the last 
 });
 
 test('neox launch --nproc-per-node 2 trains data-parallel on CPU with parameters identical on both ranks', async () => {
-  const { execFile } = await import('node:child_process');
   // Small gradient buckets, so that several are all-reduced while backward runs.
   const a = setup({ save: 'SAVE', checkpoint_factor: 6, train_micro_batch_size_per_gpu: 1, zero_optimization: { stage: 0, reduce_bucket_size: 5000 } });
   const save = join(a.dir, 'ckpt');
   writeFileSync(a.file, readFileSync(a.file, 'utf8').replace('"SAVE"', JSON.stringify(save)));
-  const port = await freePort(); // not the default 29500: test files run in parallel
-  const out = await new Promise<string>((resolve, reject) => {
-    execFile(process.execPath, ['bin/neox.js', 'launch', '--nproc-per-node', '2', '--master-port', String(port), 'train', a.file], { timeout: 120_000 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${err.message}\n${stdout}\n${stderr}`));
-      else resolve(stdout);
-    });
-  });
+  const out = await launchTwo(['train', a.file]);
   assert.match(out, /data parallel: parameters identical on all 2 ranks/);
   assert.ok(existsSync(join(save, 'global_step6', 'manifest.json')));
 });
 
 test('ZeRO-1 on 2 CPU ranks: parameters stay identical, the checkpoint holds whole moments, and 1 rank resumes from it', async () => {
-  const { execFile } = await import('node:child_process');
   const a = setup({ save: 'SAVE', checkpoint_factor: 3, train_micro_batch_size_per_gpu: 1, zero_optimization: { stage: 1 } });
   const save = join(a.dir, 'ckpt');
   writeFileSync(a.file, readFileSync(a.file, 'utf8').replace('"SAVE"', JSON.stringify(save)));
-  const port = await freePort(); // not the default 29500: test files run in parallel
-  const out = await new Promise<string>((resolve, reject) => {
-    execFile(process.execPath, ['bin/neox.js', 'launch', '--nproc-per-node', '2', '--master-port', String(port), 'train', a.file], { timeout: 120_000 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${err.message}\n${stdout}\n${stderr}`));
-      else resolve(stdout);
-    });
-  });
+  const out = await launchTwo(['train', a.file]);
   assert.match(out, /ZeRO-1: .* of optimizer state on this rank \(1\/2 of/);
   assert.match(out, /data parallel: parameters identical on all 2 ranks/);
   const { loadCheckpoint } = await import('../src/checkpoint/index.js');

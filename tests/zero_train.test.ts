@@ -9,14 +9,13 @@
 // error. Bit-level checks of the optimizer: tests/zero.test.ts,
 // tests/zero_overlap.test.ts.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadConfig } from '../src/config/index.js';
 import { train } from '../src/train/index.js';
-import { freePort } from './helpers/procs.js';
+import { launchTwo } from './helpers/procs.js';
 
 const TEXT = Array.from({ length: 60 }, (_, i) =>
   `Document ${i}: the quick brown fox jumps over the lazy dog ${i % 7} times, and then rests.\n`).join('');
@@ -41,16 +40,6 @@ function setup(extra: Record<string, unknown>): { dir: string; file: string } {
 
 const quiet = { print: () => {} };
 
-async function launch(args: string[]): Promise<string> {
-  const port = await freePort(); // not the default 29500: test files run in parallel
-  return new Promise((resolve, reject) => {
-    execFile(process.execPath, ['bin/neox.js', 'launch', '--nproc-per-node', '2', '--master-port', String(port), ...args], { timeout: 120_000 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${err.message}\n${stdout}\n${stderr}`));
-      else resolve(stdout);
-    });
-  });
-}
-
 function trainLosses(logDir: string): number[] {
   return readFileSync(join(logDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string; loss: number })
     .filter((l) => l.kind === 'train').map((l) => l.loss);
@@ -67,7 +56,7 @@ test('ZeRO-2 on 2 CPU ranks (accumulation 2): memory per rank logged, the 1-rank
   // Two ranks stop at iteration 2 of the 4-iteration schedule (lr_decay_iters fixes it) and save.
   const twoFile = join(a.dir, 'two.yml');
   writeFileSync(twoFile, JSON.stringify({ ...JSON.parse(readFileSync(a.file, 'utf8')), train_iters: 2, save, checkpoint_factor: 2 }));
-  const out = await launch(['train', twoFile]);
+  const out = await launchTwo(['train', twoFile]);
   assert.match(out, /ZeRO-2: [\d.]+k?B of optimizer state on this rank \(1\/2 of [\d.]+k?B\), [\d.]+k?B of gradients \(a 1\/2 shard\), [\d.]+k?B of f32 parameters \(all\); (\d+) buckets reduce-scattered during backward/);
   assert.ok(Number(/(\d+) buckets reduce-scattered/.exec(out)![1]) >= 5, out);
   assert.match(out, /data parallel: parameters identical on all 2 ranks/);
@@ -88,7 +77,7 @@ test('ZeRO-2 on 2 CPU ranks (accumulation 2): memory per rank logged, the 1-rank
 
 test('ZeRO-1 on 2 CPU ranks (accumulation 2, several buckets): the 1-rank loss curve', async () => {
   const a = setup({ zero_optimization: { stage: 1, reduce_bucket_size: 3000 }, train_iters: 3 });
-  const out = await launch(['train', a.file]);
+  const out = await launchTwo(['train', a.file]);
   assert.match(out, /ZeRO-1: .* of gradients \(all\), .*; \d+ buckets reduce-scattered during backward/);
   assert.match(out, /data parallel: parameters identical on all 2 ranks/);
   const one = await train(loadConfig([a.file], { overrides: { train_micro_batch_size_per_gpu: 2, save: null, log_dir: join(a.dir, 'logs1') } }), quiet);
@@ -97,5 +86,5 @@ test('ZeRO-1 on 2 CPU ranks (accumulation 2, several buckets): the 1-rank loss c
 
 test('zero_optimization.stage 3 on CPU ranks fails clearly', async () => {
   const a = setup({ zero_optimization: { stage: 3 }, train_iters: 1 });
-  await assert.rejects(launch(['train', a.file]), /zero_optimization.stage 3 needs the NCCL group \(device cuda\)/);
+  await assert.rejects(launchTwo(['train', a.file]), /zero_optimization.stage 3 needs the NCCL group \(device cuda\)/);
 });

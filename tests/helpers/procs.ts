@@ -1,5 +1,7 @@
-// Shared by the distributed tests: a free loopback port for a rendezvous, W CPU process groups in
-// this process, and how many CUDA devices this machine has (for tests that need several GPUs).
+// Shared by the distributed tests: a free loopback port for a rendezvous, `neox launch` of two CPU
+// ranks, W CPU process groups in this process, and how many CUDA devices this machine has (for
+// tests that need several GPUs).
+import { execFile } from 'node:child_process';
 import { createServer } from 'node:net';
 import { createCpuGroup } from '../../src/parallel/cpu_group.js';
 import type { ProcessGroup } from '../../src/parallel/process_group.js';
@@ -16,6 +18,17 @@ export function freePort(): Promise<number> {
       s.close(() => resolve(port));
     });
     s.on('error', reject);
+  });
+}
+
+/** `neox launch --nproc-per-node 2 ARGS…` on a free port (test files run in parallel); its stdout, or an error with all output. */
+export async function launchTwo(args: string[], timeoutMs = 120_000): Promise<string> {
+  const port = await freePort();
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, ['bin/neox.js', 'launch', '--nproc-per-node', '2', '--master-port', String(port), ...args], { timeout: timeoutMs }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${err.message}\n${stdout}\n${stderr}`));
+      else resolve(stdout);
+    });
   });
 }
 
