@@ -299,8 +299,8 @@ test('TrainLogger sends every numeric metric as {kind}/{key} at the iteration; c
   await srv.close();
 });
 
-test('train() with use_wandb logs a tiny CPU run to the fake host (group suffix, run name, config)', async (t) => {
-  const srv = await served(t);
+/** A tiny CPU train() with use_wandb pointed at the fake host; `over` changes config keys. Its output lines and error, if any. */
+async function trainTiny(srv: FakeWandb, over: Record<string, unknown> = {}): Promise<{ out: string[]; error: unknown }> {
   const dir = mkdtempSync(join(tmpdir(), 'neox-wandb-train-'));
   const text = Array.from({ length: 60 }, (_, i) => `Document ${i}: the quick brown fox jumps over the lazy dog ${i % 7} times, and then rests.\n`).join('');
   for (let i = 0; i < 6; i++) writeFileSync(join(dir, `doc${i}.txt`), text.slice(i * 700, (i + 1) * 700 + 300));
@@ -311,6 +311,7 @@ test('train() with use_wandb logs a tiny CPU run to the fake host (group suffix,
     data_path: join(dir, 'data', 'corpus_text_document'), preprocess_inputs: [join(dir, 'doc*.txt')], split: '90,10,0',
     device: 'cpu', log_dir: join(dir, 'logs'),
     use_wandb: true, wandb_host: srv.host, wandb_project: 'neox-test', wandb_group: 'grp', wandb_run_name: 'tiny', wandb_team: 'team',
+    ...over,
   };
   const file = join(dir, 'config.yml');
   writeFileSync(file, JSON.stringify(cfg, null, 2));
@@ -319,13 +320,23 @@ test('train() with use_wandb logs a tiny CPU run to the fake host (group suffix,
   delete process.env.WANDB_MODE;
   delete process.env.WANDB_DISABLED;
   const out: string[] = [];
+  let error: unknown = null;
   try {
     await train(loadConfig([file]), { print: (l) => out.push(l) });
+  } catch (e) {
+    error = e;
   } finally {
     if (saved.key === undefined) delete process.env.WANDB_API_KEY; else process.env.WANDB_API_KEY = saved.key;
     if (saved.mode !== undefined) process.env.WANDB_MODE = saved.mode;
     if (saved.disabled !== undefined) process.env.WANDB_DISABLED = saved.disabled;
   }
+  return { out, error };
+}
+
+test('train() with use_wandb logs a tiny CPU run to the fake host (group suffix, run name, config)', async (t) => {
+  const srv = await served(t);
+  const { out, error } = await trainTiny(srv);
+  assert.equal(error, null);
   assert.ok(out.some((l) => l.startsWith('W&B: logging run tiny to ')), out.join('\n'));
   const up = srv.graphql.find((r) => String(r.body.query).includes('upsertBucket'))!;
   assert.equal(up.auth, basic('trainkey'));
@@ -344,5 +355,14 @@ test('train() with use_wandb logs a tiny CPU run to the fake host (group suffix,
   const last = srv.streams.at(-1)!.body;
   assert.equal(last.complete, true);
   assert.equal(last.exitcode, 0);
+  await srv.close();
+});
+
+test('a training run that fails (a non-finite loss) finishes its W&B run with exit code 1', async (t) => {
+  const srv = await served(t);
+  const { error } = await trainTiny(srv, { optimizer: { type: 'Adam', params: { lr: 1e38 } }, gradient_clipping: 0, min_lr: 0, warmup: 0 });
+  assert.match(String(error), /is (NaN|Infinity|-Infinity) at iteration \d+; stopping/);
+  const last = srv.streams.at(-1)!.body;
+  assert.deepEqual({ complete: last.complete, exitcode: last.exitcode }, { complete: true, exitcode: 1 });
   await srv.close();
 });

@@ -85,16 +85,16 @@ export class TrainLogger {
 
   /**
    * Flushes and closes the TensorBoard event file (at once) and finishes the W&B run (sends what is
-   * left, marks it finished with exit code 0; the returned promise settles when done, never rejects).
-   * Safe to call more than once.
+   * left, marks it finished with `exitCode`: 0 done, non-zero failed; the returned promise settles
+   * when done, never rejects). Safe to call more than once.
    */
-  close(): Promise<void> {
+  close(exitCode = 0): Promise<void> {
     this.clearProgress();
     this.tb?.close();
     this.tb = null;
     const run = this.wandb;
     this.wandb = null;
-    return run ? run.finish(0).catch((e) => this.info(`W&B: finishing the run failed (${e instanceof Error ? e.message : String(e)})`)) : Promise.resolve();
+    return run ? run.finish(exitCode).catch((e) => this.info(`W&B: finishing the run failed (${e instanceof Error ? e.message : String(e)})`)) : Promise.resolve();
   }
 
   info(line: string): void {

@@ -90,6 +90,32 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
     });
   }
 
+  try {
+    return await run({ loaded, opts, backend, dist, rank, dp, isMain, runDir, log });
+  } catch (e) {
+    await log.close(1); // the TensorBoard file flushed, the W&B run marked as failed
+    throw e;
+  }
+}
+
+/** What train() has set up before the run: the device, the process group, where logs go. */
+interface RunContext {
+  loaded: LoadedConfig;
+  opts: TrainOptions;
+  backend: Backend;
+  dist: Awaited<ReturnType<typeof initDistributed>>;
+  rank: number;
+  /** Data-parallel size. */
+  dp: number;
+  isMain: boolean;
+  runDir: string;
+  log: TrainLogger;
+}
+
+/** The run: data, model, optimizer, resume, the loop with evaluation and checkpoints, samples. */
+async function run({ loaded, opts, backend, dist, rank, dp, isMain, runDir, log }: RunContext): Promise<TrainResult> {
+  const cfg = loaded.config;
+
   // --- tokenizer and data
   const tokenizer = buildTokenizer(cfg);
   // Rank 0 preprocesses and caches the index maps first; the others then read them.
