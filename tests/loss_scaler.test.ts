@@ -23,9 +23,14 @@ test('dynamic scale: hysteresis delays the first halving, then every overflow ha
     [1024, 1024, 1024, 512, 512, 512, 512, 1024, 1024, 1024, 1024, 2048]);
 });
 
-test('the scale never goes below min_loss_scale; a static loss_scale never changes but overflows are still skipped', () => {
+test('the scale never goes below min_loss_scale, and an overflow there is an error; a static loss_scale never changes but overflows are still skipped', () => {
   const s = new LossScaler({ ...fp16, hysteresis: 1, initial_scale_power: 9 });
-  assert.deepEqual(run(s, [false, false, false]), [[true, 256], [true, 256], [true, 256]]);
+  assert.deepEqual(run(s, [false]), [[true, 256]]);
+  assert.throws(() => s.update(false), /gradient overflow with the loss scale already at its minimum \(fp16.min_loss_scale 256\).*Lower the learning rate/);
+  // With hysteresis left, an overflow at the minimum only uses it up.
+  const h = new LossScaler({ ...fp16, initial_scale_power: 8 });
+  assert.deepEqual(run(h, [false]), [[true, 256]]);
+  assert.throws(() => h.update(false), /already at its minimum/);
   const fixed = new LossScaler({ ...fp16, loss_scale: 128 });
   assert.deepEqual(run(fixed, [true, false, true, true, true, true]), [[false, 128], [true, 128], [false, 128], [false, 128], [false, 128], [false, 128]]);
 });

@@ -1,17 +1,24 @@
 // fp16 dynamic loss scaling, with DeepSpeed's rules (deepspeed/runtime/fp16/loss_scaler.py,
 // DynamicLossScaler, consecutive_hysteresis off), which GPT-NeoX's fp16 block configures.
 //
-// defines: LossScaler, LossScalerState
+// defines: LossScaler, LossScalerState, LossScaleError
 //
 //   scale       starts at 2^initial_scale_power, or is `loss_scale` for good (static) when > 0
 //   overflow    (a non-finite gradient norm) the step is skipped; with hysteresis left above 1 it
 //               only uses one up, otherwise the scale halves (never below min_loss_scale) and the
-//               hysteresis stays spent, so every further overflow halves again
+//               hysteresis stays spent, so every further overflow halves again; an overflow that
+//               would halve a scale already at min_loss_scale is an error (DeepSpeed's
+//               raise_error_at_min_scale): the gradients are not finite however small the scale
 //   good step   after loss_scale_window steps since the last overflow (or the start) the scale
 //               doubles and the hysteresis is restored
 // The state goes into checkpoints (`state.loss_scaler`) so a resumed run continues at the same scale.
 
 import type { NeoXConfig } from '../config/index.js';
+
+/** An overflow at the minimum loss scale: training cannot go on (printed as one `neox:` line). */
+export class LossScaleError extends Error {
+  override name = 'NeoxError';
+}
 
 export interface LossScalerState {
   scale: number;
@@ -37,8 +44,15 @@ export class LossScaler {
   update(finite: boolean): boolean {
     if (!this.dynamic) return finite;
     if (!finite) {
-      if (this.hysteresis <= 1) this.scale = Math.max(this.scale / 2, this.o.min_loss_scale);
-      else this.hysteresis--;
+      if (this.hysteresis <= 1) {
+        if (this.scale <= this.o.min_loss_scale) {
+          throw new LossScaleError(`gradient overflow with the loss scale already at its minimum (fp16.min_loss_scale ${this.o.min_loss_scale}): ` +
+            'the loss or the gradients are not finite whatever the scale. Lower the learning rate, check the data, or train in bf16 (precision: bfloat16).');
+        }
+        this.scale = Math.max(this.scale / 2, this.o.min_loss_scale);
+      } else {
+        this.hysteresis--;
+      }
       this.sinceOverflow = 0;
       return false;
     }

@@ -181,8 +181,11 @@ async function run({ loaded, opts, backend, dist, rank, dp, isMain, runDir, log 
 
   // --- resume
   let iteration = 0;
+  // fp16 steps skipped for overflow: counted as iterations (checkpoints, logs, data) but, as in
+  // DeepSpeed, not by the learning-rate schedule.
+  let skippedIters = 0;
   if (cfg.load && existsSync(join(cfg.load, 'latest'))) {
-    iteration = restore(cfg, model, optimizer, backend, log, lossScaler);
+    ({ iteration, skippedIters } = restore(cfg, model, optimizer, backend, log, lossScaler));
     if (iteration >= trainIters) log.info(`nothing left to train: the checkpoint is at iteration ${iteration} of ${trainIters} (raise train_iters, or delete ${cfg.load} to start over)`);
   }
   if (dist && zero?.stage !== 3) await dist.broadcastParameters(model.parameters());
@@ -210,7 +213,7 @@ async function run({ loaded, opts, backend, dist, rank, dp, isMain, runDir, log 
 
   // --- the loop
   while (iteration < stopAt) {
-    const lr = learningRate(iteration, schedule);
+    const lr = learningRate(iteration - skippedIters, schedule);
     const seqLength = curriculum ? curriculumSeqLength(curriculum, iteration + 1) : cfg.seq_length;
     model.train();
     // Micro-batch losses add up on the device: one value reaches the host per iteration.
@@ -240,6 +243,7 @@ async function run({ loaded, opts, backend, dist, rank, dp, isMain, runDir, log 
     };
     let norm: number;
     let loss: number;
+    let overflow = false; // fp16: a non-finite gradient norm, the step skipped on the device
     if (optimizer instanceof ZeroOptimizer) {
       loss = await readLoss();
       if (!lossScaler && !Number.isFinite(loss)) throw nonFinite(loss, iteration, cfg, optimizer);
@@ -247,14 +251,9 @@ async function run({ loaded, opts, backend, dist, rank, dp, isMain, runDir, log 
       // rank's shard, all-gather the parameters. Every rank sees the same norm, so under fp16 they
       // agree on an overflow, which the device has already skipped.
       norm = (await optimizer.update(lr, cfg.gradient_clipping, 1 / (lossScaler?.scale ?? 1))).norm;
-      if (lossScaler && !lossScaler.update(Number.isFinite(norm))) {
-        optimizer.zeroGrad();
-        log.info(`iteration ${iteration + 1}: gradient overflow, step skipped; loss scale now ${lossScaler.scale}`);
-        iteration++;
-        continue;
-      }
-      if (!Number.isFinite(loss)) throw nonFinite(loss, iteration, cfg, optimizer);
-      if (!Number.isFinite(norm)) throw nonFinite(norm, iteration, cfg, optimizer, 'gradient norm'); // the device skipped the step
+      overflow = lossScaler !== null && !lossScaler.update(Number.isFinite(norm));
+      if (!overflow && !Number.isFinite(loss)) throw nonFinite(loss, iteration, cfg, optimizer);
+      if (!overflow && !Number.isFinite(norm)) throw nonFinite(norm, iteration, cfg, optimizer, 'gradient norm'); // the device skipped the step
     } else {
       if (ddp) await ddp.finish(); // the buckets backward did not complete, then wait for all
       // fp16: gradients carry the loss scale; an overflow skips the step and lowers the scale.
@@ -271,21 +270,23 @@ async function run({ loaded, opts, backend, dist, rank, dp, isMain, runDir, log 
       }
       loss = await readLoss();
       if (!Number.isFinite(norm)) optimizer.undoStep(); // the device skipped it
-      if (lossScaler && !lossScaler.update(Number.isFinite(norm))) {
-        optimizer.zeroGrad();
-        log.info(`iteration ${iteration + 1}: gradient overflow, step skipped; loss scale now ${lossScaler.scale}`);
-        iteration++;
-        continue;
-      }
-      if (!Number.isFinite(loss)) throw nonFinite(loss, iteration, cfg, optimizer);
-      if (!Number.isFinite(norm)) throw nonFinite(norm, iteration, cfg, optimizer, 'gradient norm');
+      overflow = lossScaler !== null && !lossScaler.update(Number.isFinite(norm));
+      if (!overflow && !Number.isFinite(loss)) throw nonFinite(loss, iteration, cfg, optimizer);
+      if (!overflow && !Number.isFinite(norm)) throw nonFinite(norm, iteration, cfg, optimizer, 'gradient norm');
     }
     optimizer.zeroGrad();
     iteration++;
-    losses.push(loss);
     windowSteps++;
     windowTokens += cfg.train_batch_size * seqLength;
-    log.record('train', { iteration, loss, lr, grad_norm: norm, ...(curriculum ? { seq_length: seqLength } : {}) });
+    if (overflow) {
+      // The update was skipped; the iteration still counts (its logs, evaluation and checkpoint below happen).
+      skippedIters++;
+      log.info(`iteration ${iteration}: gradient overflow, step skipped; loss scale now ${lossScaler!.scale}`);
+      log.record('skipped', { iteration, loss_scale: lossScaler!.scale });
+    } else {
+      losses.push(loss);
+      log.record('train', { iteration, loss, lr, grad_norm: norm, ...(curriculum ? { seq_length: seqLength } : {}) });
+    }
     const perIter = (performance.now() - startedAt) / (iteration - startIteration);
     log.progress(iteration, trainIters, `loss ${loss.toFixed(4)} | ${formatDuration(perIter * (trainIters - iteration))} left`);
 
@@ -325,7 +326,7 @@ async function run({ loaded, opts, backend, dist, rank, dp, isMain, runDir, log 
       const gathered = optimizer instanceof ZeroOptimizer && !cfg.no_save_optim ? await optimizer.fullState(names) : null;
       // Stage 3: the whole parameters gathered from every rank's shard (a collective too).
       const weights = optimizer instanceof ZeroOptimizer && optimizer.stage === 3 ? await optimizer.fullParameters(names) : null;
-      if (isMain) save(cfg, model, optimizer, gathered, iteration, log, weights, lossScaler);
+      if (isMain) save(cfg, model, optimizer, gathered, weights, log, { iteration, skippedIters, lossScaler });
     }
   }
   await log.close(); // clears the progress line, closes the TensorBoard file, finishes the W&B run
@@ -423,8 +424,16 @@ function nonFinite(value: number, iteration: number, cfg: NeoXConfig, optimizer:
     `${cfg.save ? `The last good checkpoint in ${cfg.save} is untouched. ` : ''}Try a lower learning rate or gradient_clipping.`);
 }
 
-function save(cfg: NeoXConfig, model: GPTNeoX, optimizer: AdamW | ZeroOptimizer, gathered: FullStateEntry[] | null, iteration: number, log: TrainLogger,
-  weights: FullStateEntry[] | null, lossScaler: LossScaler | null): void {
+/** The run's position and fp16 state, saved with the weights so that a resumed run continues exactly. */
+interface RunState {
+  iteration: number;
+  /** fp16 iterations skipped for overflow (the learning-rate schedule does not count them). */
+  skippedIters: number;
+  lossScaler: LossScaler | null;
+}
+
+function save(cfg: NeoXConfig, model: GPTNeoX, optimizer: AdamW | ZeroOptimizer, gathered: FullStateEntry[] | null,
+  weights: FullStateEntry[] | null, log: TrainLogger, { iteration, skippedIters, lossScaler }: RunState): void {
   const named = model.namedParameters();
   const names = new Map(named.map(([n, p]) => [p, n] as const));
   const asHost = (t: Tensor): HostTensor => hostTensor(t.dtype, t.shape, t.toArray());
@@ -436,7 +445,7 @@ function save(cfg: NeoXConfig, model: GPTNeoX, optimizer: AdamW | ZeroOptimizer,
     model: modelTensors,
     optimizer: optimTensors,
     state: {
-      iteration, optimizer_step: optimizer.step, consumed_train_samples: iteration * cfg.train_batch_size,
+      iteration, optimizer_step: optimizer.step, consumed_train_samples: iteration * cfg.train_batch_size, skipped_iterations: skippedIters,
       ...(lossScaler ? { loss_scaler: lossScaler.state() } : {}), // fp16: resume at the same scale
     },
     config: cfg as unknown as object,
@@ -444,9 +453,9 @@ function save(cfg: NeoXConfig, model: GPTNeoX, optimizer: AdamW | ZeroOptimizer,
   log.info(`saved checkpoint ${result.dir}`);
 }
 
-/** Loads weights (and, unless finetuning, optimizer state and the iteration). Returns the iteration to continue from. */
+/** Loads weights (and, unless finetuning, optimizer state, the iteration and the fp16 state). Returns where to continue. */
 function restore(cfg: NeoXConfig, model: GPTNeoX, optimizer: AdamW | ZeroOptimizer, backend: Backend, log: TrainLogger,
-  lossScaler: LossScaler | null): number {
+  lossScaler: LossScaler | null): { iteration: number; skippedIters: number } {
   const weightsOnly = cfg.finetune || cfg.no_load_optim;
   const ckpt = loadCheckpoint(cfg.load!, { weightsOnly });
   const named = model.namedParameters();
@@ -477,9 +486,9 @@ function restore(cfg: NeoXConfig, model: GPTNeoX, optimizer: AdamW | ZeroOptimiz
   }
   if (cfg.finetune) {
     log.info(`finetuning from ${ckpt.dir} (weights only, starting at iteration 0)`);
-    return 0;
+    return { iteration: 0, skippedIters: 0 };
   }
-  const state = ckpt.state as { iteration: number; optimizer_step: number; loss_scaler?: LossScalerState };
+  const state = ckpt.state as { iteration: number; optimizer_step: number; loss_scaler?: LossScalerState; skipped_iterations?: number };
   if (!weightsOnly && lossScaler && state.loss_scaler) lossScaler.load(state.loss_scaler);
   if (!weightsOnly && ckpt.optimizer && optimizer instanceof ZeroOptimizer) {
     // Whole moments (saved at any world size) → this rank's shard.
@@ -495,5 +504,5 @@ function restore(cfg: NeoXConfig, model: GPTNeoX, optimizer: AdamW | ZeroOptimiz
     optimizer.step = state.optimizer_step;
   }
   log.info(`resumed from ${ckpt.dir} at iteration ${state.iteration}`);
-  return state.iteration;
+  return { iteration: state.iteration, skippedIters: state.skipped_iterations ?? 0 };
 }
