@@ -15,9 +15,10 @@
 // ends the process with exit code 3. `neox launch` then stops the other ranks and prints that line
 // as the reason.
 //
-// Shared state (SharedArrayBuffer; times in ms since the epoch, performance.timeOrigin + now()):
+// Shared state (SharedArrayBuffer; times in ms of process.hrtime, one monotonic clock for every thread):
 //   f64[0] heartbeat   f64[1] oldest operation's issue time (0: none in flight)
-//   i32[4] label length   i64[3] the oldest operation's CUDA event (0: none)
+//   i32[4] label length   i32[5] generation (Atomics; +1 on every update, so the worker can tell
+//   that what it read changed under it)   i64[3] the oldest operation's CUDA event (0: none)
 //   then the label's UTF-8 bytes (at most LABEL_BYTES)
 
 import { Worker } from 'node:worker_threads';
@@ -42,6 +43,7 @@ export interface HostWatchdogOptions {
 export class HostWatchdog {
   private readonly times: Float64Array; // [heartbeat, oldest issued]
   private readonly labelLength: Int32Array;
+  private readonly generation: Int32Array;
   private readonly event: BigInt64Array;
   private readonly label: Uint8Array;
   private readonly worker: Worker;
@@ -51,9 +53,10 @@ export class HostWatchdog {
     const buffer = new SharedArrayBuffer(HEADER_BYTES + LABEL_BYTES);
     this.times = new Float64Array(buffer, 0, 2);
     this.labelLength = new Int32Array(buffer, 16, 1);
+    this.generation = new Int32Array(buffer, 20, 1);
     this.event = new BigInt64Array(buffer, 24, 1);
     this.label = new Uint8Array(buffer, HEADER_BYTES, LABEL_BYTES);
-    this.times[0] = now();
+    this.times[0] = monotonicMs();
     const pollMs = opts.pollMs ?? Math.min(1000, Math.max(1, opts.timeoutMs / 10));
     this.worker = new Worker(new URL('./host_watchdog_worker.js', import.meta.url), {
       workerData: { buffer, rank: opts.rank, timeoutMs: opts.timeoutMs, pollMs, nccl: opts.nccl ?? null, cuda: opts.cuda ?? null },
@@ -75,17 +78,21 @@ export class HostWatchdog {
       this.lastLabel = oldest.label;
     }
     this.event[0] = oldest?.event ?? 0n;
-    this.times[1] = oldest ? performance.timeOrigin + oldest.issued : 0;
-    this.times[0] = now();
+    const t = monotonicMs();
+    this.times[1] = oldest ? t - (performance.now() - oldest.issued) : 0;
+    this.times[0] = t;
+    Atomics.add(this.generation, 0, 1);
   }
 
   /** Stops the worker thread. */
   async stop(): Promise<void> {
     this.times[1] = 0;
+    Atomics.add(this.generation, 0, 1);
     await this.worker.terminate();
   }
 }
 
-function now(): number {
-  return performance.timeOrigin + performance.now();
+/** ms on process.hrtime's monotonic clock, which every thread of the process shares. */
+export function monotonicMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
 }
