@@ -7,14 +7,14 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { CachingAllocator, CudaOutOfMemoryError, type DeviceMemory, sizeClass } from '../src/backends/cuda/allocator.js';
 import { type CudaBackend, ptr } from '../src/backends/cuda/backend.js';
-import { Blas } from '../src/backends/cuda/blas.js';
+import { Blas, readTuning, writeTuning } from '../src/backends/cuda/blas.js';
 import { compile, kernelSources, kernelsDir } from '../src/backends/cuda/compiler.js';
 import { cudaUnavailableReason, initCuda } from '../src/backends/cuda/index.js';
 import {
@@ -415,6 +415,23 @@ test('matmul matches the CPU: transposes, odd sizes, batches, a shared operand',
       matmulCase(dtype, tA ? [4, 9, 17] : [4, 17, 9], tB ? [11, 9] : [9, 11], tA, tB); // b shared
       matmulCase(dtype, tA ? [9, 17] : [17, 9], tB ? [4, 11, 9] : [4, 9, 11], tA, tB); // a shared
     }
+  }
+});
+
+test('GEMM tuning file (CPU-side): the first choice of a shape stays, an entry the caller could not use is replaced, writes merge', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'neox-gemm-file-'));
+  try {
+    const file = join(dir, 'gemm', 'GPU-cublaslt1.json');
+    assert.deepEqual(readTuning(file), {}, 'no file yet');
+    assert.deepEqual(writeTuning(file, 'k1', 'aa'), { k1: 'aa' });
+    assert.deepEqual(writeTuning(file, 'k1', 'bb'), { k1: 'aa' }, 'another process timed k1 too: the first choice stays');
+    assert.deepEqual(writeTuning(file, 'k2', 'cc'), { k1: 'aa', k2: 'cc' });
+    assert.deepEqual(writeTuning(file, 'k1', 'dd', 'aa'), { k1: 'dd', k2: 'cc' }, 'a stale entry (not among the candidates) is replaced');
+    assert.deepEqual(readTuning(file), { k1: 'dd', k2: 'cc' });
+    writeFileSync(file, '{ not json');
+    assert.deepEqual(readTuning(file), {}, 'an unreadable file means tune again');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

@@ -158,7 +158,7 @@ export class Blas {
   }
 
   private plan(g: Gemm): Plan {
-    const key = `${g.dtype} ${g.transA ? 'T' : 'N'}${g.transB ? 'T' : 'N'} ${g.M} ${g.N} ${g.K} ${g.batch} ${g.strideA} ${g.strideB} ${g.bias !== undefined ? 'bias' : ''} ${g.geluAux !== undefined ? 'gelu' : ''}`;
+    const key = `${g.dtype} ${g.transA ? 'T' : 'N'}${g.transB ? 'T' : 'N'} ${g.M} ${g.N} ${g.K} ${g.batch} ${g.strideA} ${g.strideB} ${g.bias !== undefined ? 'bias' : ''} ${g.geluAux !== undefined ? 'gelu' : ''}${g.accumulate ? ' acc' : ''}`;
     const hit = this.plans.get(key);
     if (hit) return hit;
     const lt = this.lt;
@@ -213,16 +213,20 @@ export class Blas {
     }
     const plan: Plan = { desc, first, second, out, results, count: n, algo: results, how: 'heuristic' };
     if (tune && n > 1) {
-      const saved = this.tuned[key];
-      const index = saved === undefined ? -1 : Array.from({ length: n }, (_, i) => algoHex(results, i)).indexOf(saved);
+      const hexes = Array.from({ length: n }, (_, i) => algoHex(results, i));
+      // Another process (a data-parallel rank) may have tuned this shape since this one read the file.
+      const saved = this.tuned[key] ?? readTuning(this.tuningFile)[key];
+      const index = saved === undefined ? -1 : hexes.indexOf(saved);
       if (index >= 0) {
         plan.algo = results + BigInt(index * HEURISTIC_RESULT_BYTES);
         plan.how = 'file';
       } else {
-        plan.algo = results + BigInt(this.fastest(g, plan) * HEURISTIC_RESULT_BYTES);
+        const mine = hexes[this.fastest(g, plan)]!;
+        Object.assign(this.tuned, writeTuning(this.tuningFile, key, mine, saved));
+        // A rank that tuned this shape first keeps its choice in the file; every process then uses that one.
+        const chosen = hexes.includes(this.tuned[key]!) ? this.tuned[key]! : mine;
+        plan.algo = results + BigInt(hexes.indexOf(chosen) * HEURISTIC_RESULT_BYTES);
         plan.how = 'timed';
-        this.tuned[key] = algoHex(plan.algo, 0);
-        writeTuning(this.tuningFile, this.tuned);
       }
     }
     this.plans.set(key, plan);
@@ -254,11 +258,11 @@ export class Blas {
           call(algo); // warm-up
           drv.cuEventRecord(start, this.be.stream);
           for (let r = 0; r < TIMED_CALLS; r++) call(algo);
-          drv.cuEventRecord(end, this.be.stream);
-          drv.cuEventSynchronize(end);
         } catch {
-          continue; // this candidate cannot run here
+          continue; // cuBLASLt refused this candidate when it was queued: it cannot run here
         }
+        drv.cuEventRecord(end, this.be.stream);
+        drv.cuEventSynchronize(end); // a fault on the device is an error, not a refused candidate
         const ms = eventElapsedMs(start, end);
         if (ms < bestMs) [best, bestMs] = [i, ms];
       }
@@ -294,7 +298,7 @@ function algoHex(results: bigint, i: number): string {
   return Buffer.from(koffi.view(results + BigInt(i * HEURISTIC_RESULT_BYTES), ALGO_BYTES)).toString('hex');
 }
 
-function readTuning(file: string): Record<string, string> {
+export function readTuning(file: string): Record<string, string> {
   try {
     const parsed: unknown = JSON.parse(readFileSync(file, 'utf8'));
     if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) return parsed as Record<string, string>;
@@ -304,14 +308,23 @@ function readTuning(file: string): Record<string, string> {
   return {};
 }
 
-/** Writes the choices atomically (a temporary file renamed over the old one); an unwritable cache only costs a re-tune. */
-function writeTuning(file: string, tuned: Record<string, string>): void {
+/**
+ * Adds one choice to the file, keeping every entry already there (the first process to tune a shape
+ * wins, so later processes and ranks all read the same algorithm) except `stale`, an entry this
+ * process found but could not use (not among cuBLASLt's candidates now). Written atomically (a
+ * temporary file renamed over the old one). Returns the file's entries; an unwritable cache only
+ * costs a re-tune.
+ */
+export function writeTuning(file: string, key: string, algo: string, stale?: string): Record<string, string> {
+  const merged = readTuning(file);
+  if (merged[key] === undefined || merged[key] === stale) merged[key] = algo;
   try {
     mkdirSync(dirname(file), { recursive: true });
     const tmp = `${file}.${process.pid}.tmp`;
-    writeFileSync(tmp, `${JSON.stringify(tuned, null, 1)}\n`);
+    writeFileSync(tmp, `${JSON.stringify(merged, null, 1)}\n`);
     renameSync(tmp, file);
   } catch {
     // read-only cache folder
   }
+  return merged;
 }
