@@ -33,7 +33,6 @@ import type { DType } from '../../tensor/dtype.js';
 import type { Block } from './allocator.js';
 import type { CudaBackend } from './backend.js';
 import { gemmTuningDir } from './compiler.js';
-import { CU_EVENT_DEFAULT, type Handle, eventElapsedMs } from './ffi/driver.js';
 import {
   CUBLAS_COMPUTE_32F, CUBLAS_OP_N, CUBLAS_OP_T, CUDA_R_16BF, CUDA_R_16F, CUDA_R_32F, type CublasLt, DESC, EPILOGUE,
   HEURISTIC_RESULT_BYTES, LAYOUT, PREF_MAX_WORKSPACE_BYTES, cublasLt, cublasLtVersion,
@@ -240,38 +239,33 @@ export class Blas {
   private fastest(g: Gemm, plan: Plan): number {
     if (g.bias !== undefined) this.setDesc(plan.desc, DESC.BIAS_POINTER, g.bias, 8);
     if (g.geluAux !== undefined) this.setDesc(plan.desc, DESC.EPILOGUE_AUX_POINTER, g.geluAux, 8);
-    const drv = this.be.drv;
-    const [start, end] = [0, 1].map(() => {
-      const e: [Handle | null] = [null];
-      drv.cuEventCreate(e, CU_EVENT_DEFAULT);
-      return e[0]!;
-    }) as [Handle, Handle];
     const call = (algo: bigint) => this.lt.cublasLtMatmul(
       this.handle, plan.desc, this.scalars, g.b, plan.first, g.a, plan.second, this.scalars + 4n,
       g.d, plan.out, g.d, plan.out, algo, this.workspace.ptr, WORKSPACE_BYTES, this.be.stream,
     );
+    const timing = this.be.timing; // events around the calls, on the stream
     let best = 0, bestMs = Infinity;
-    try {
-      for (let i = 0; i < plan.count; i++) {
-        const algo = plan.results + BigInt(i * HEURISTIC_RESULT_BYTES);
-        try {
-          call(algo); // warm-up
-          drv.cuEventRecord(start, this.be.stream);
-          for (let r = 0; r < TIMED_CALLS; r++) call(algo);
-        } catch {
-          continue; // cuBLASLt refused this candidate when it was queued: it cannot run here
-        }
-        drv.cuEventRecord(end, this.be.stream);
-        drv.cuEventSynchronize(end); // a fault on the device is an error, not a refused candidate
-        const ms = eventElapsedMs(start, end);
-        if (ms < bestMs) [best, bestMs] = [i, ms];
+    for (let i = 0; i < plan.count; i++) {
+      const algo = plan.results + BigInt(i * HEURISTIC_RESULT_BYTES);
+      try {
+        call(algo); // warm-up (loads the algorithm's kernels), outside the timed calls
+      } catch {
+        continue; // cuBLASLt refused this candidate when it was queued: it cannot run here
       }
-    } finally {
-      drv.cuEventDestroy_v2(start);
-      drv.cuEventDestroy_v2(end);
+      let queued = true;
+      const start = timing.mark();
+      try {
+        for (let r = 0; r < TIMED_CALLS; r++) call(algo);
+      } catch {
+        queued = false;
+      }
+      // Waits for the calls; a fault on the device is an error, not a refused candidate.
+      const ms = timing.elapsedMs(start, timing.mark());
+      if (queued && ms < bestMs) [best, bestMs] = [i, ms];
     }
     return best;
   }
+
 
   private layout(type: number, rows: number, cols: number, ld: number): bigint {
     const out: [bigint | null] = [null];
