@@ -25,7 +25,7 @@
 // - ALiBi: score += −slope_h · |pos_q − pos_k| (causal: GPT-NeoX's −tril(i − j) bias; non-causal:
 //   flash-attn's alibi_slopes convention), slopes rounded to f32 as GPT-NeoX's slopes buffer is.
 
-import { noGrad, registerGradient, registerKernel, runKernel } from '../tensor/engine.js';
+import { noGrad, registerGradient, runKernel } from '../tensor/engine.js';
 import type { AttentionLayout, KernelAttrs } from '../tensor/kernels.js';
 import { headsFirst } from '../tensor/layout.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -185,8 +185,8 @@ registerGradient('attention', ([dO], [q, k, v], [o, lse], attrs) => {
 // layout; multi-head only, H = Hkv). rotaryQKV rotates q and k in one pass; attentionQKV attends
 // with q, k, v read in place and its gradient comes back as one dqkv. In training this replaces
 // split → rotary(q), rotary(k) → attention → (backward) concat. packedReference below is exactly that
-// composition: what a backend without its own kernels runs, and CUDA's fallback. The CPU's own
-// kernels (backends/cpu) give the same bits without the copies; tests/attention.test.ts checks both.
+// composition, which CUDA falls back to where cuDNN does not apply; the CPU's own kernels
+// (backends/cpu) give the same bits without the copies. tests/attention.test.ts checks both.
 
 /** qkv [B, T, H, 3D] → qkv with rotate-half rotary on the first `rotaryDims` dims of q and of k. */
 export function rotaryQKV(qkv: Tensor, rotaryDims: number, base: number, offset = 0): Tensor {
@@ -257,7 +257,3 @@ function unpack(qkv: Tensor): Tensor[] {
   const D = packedHeadDim(qkv, 'packed QKV');
   return runKernel('split', [qkv], { axis: 3, sizes: [D, D, D] });
 }
-
-registerKernel('rotaryQKV', '*', ([qkv], attrs) => [packedReference.rotaryQKV(qkv!, attrs)]);
-registerKernel('attentionQKV', '*', ([qkv], attrs) => packedReference.attentionQKV(qkv!, attrs));
-registerKernel('attentionQKVBackward', '*', ([qkv, o, lse, dO], attrs) => [packedReference.attentionQKVBackward(qkv!, o!, lse!, dO!, attrs)]);

@@ -91,7 +91,7 @@ export async function train(loaded: LoadedConfig, opts: TrainOptions = {}): Prom
   }
 
   try {
-    return await run({ loaded, opts, backend, dist, rank, dp, isMain, runDir, log });
+    return await run({ loaded, opts, backend, dist, runDir, log });
   } catch (e) {
     await log.close(1); // the TensorBoard file flushed, the W&B run marked as failed
     throw e;
@@ -104,17 +104,16 @@ interface RunContext {
   opts: TrainOptions;
   backend: Backend;
   dist: Awaited<ReturnType<typeof initDistributed>>;
-  rank: number;
-  /** Data-parallel size. */
-  dp: number;
-  isMain: boolean;
   runDir: string;
   log: TrainLogger;
 }
 
 /** The run: data, model, optimizer, resume, the loop with evaluation and checkpoints, samples. */
-async function run({ loaded, opts, backend, dist, rank, dp, isMain, runDir, log }: RunContext): Promise<TrainResult> {
+async function run({ loaded, opts, backend, dist, runDir, log }: RunContext): Promise<TrainResult> {
   const cfg = loaded.config;
+  const rank = dist?.rank ?? 0;
+  const dp = dist?.worldSize ?? 1; // data-parallel size
+  const isMain = rank === 0;
 
   // --- tokenizer and data
   const tokenizer = buildTokenizer(cfg);
