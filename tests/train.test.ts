@@ -1,33 +1,24 @@
 // The training loop end to end on CPU: resume is bitwise identical to an uninterrupted run,
 // checkpoints rotate, and a non-finite loss stops the run without touching the last checkpoint.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadConfig } from '../src/config/index.js';
 import { train } from '../src/train/index.js';
 import { launchTwo } from './helpers/procs.js';
-
-const TEXT = Array.from({ length: 60 }, (_, i) =>
-  `Document ${i}: the quick brown fox jumps over the lazy dog ${i % 7} times, and then rests.\n`).join('');
+import { tinyRun } from './helpers/tiny_run.js';
 
 function setup(extra: Record<string, unknown>): { dir: string; file: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'neox-train-'));
-  for (let i = 0; i < 6; i++) writeFileSync(join(dir, `doc${i}.txt`), TEXT.slice(i * 700, (i + 1) * 700 + 300));
-  const cfg = {
+  return tinyRun('neox-train-', (dir) => ({
     num_layers: 2, hidden_size: 32, num_attention_heads: 4, seq_length: 32, max_position_embeddings: 32,
     pos_emb: 'rotary', rotary_pct: 0.5, gpt_j_residual: true, no_weight_tying: true, hidden_dropout: 0.1,
     optimizer: { type: 'Adam', params: { lr: 0.003, betas: [0.9, 0.95], eps: 1e-8 } }, lr_decay_style: 'cosine',
     warmup: 0.1, min_lr: 0.0003, weight_decay: 0.01, gradient_clipping: 1.0,
     train_micro_batch_size_per_gpu: 2, gradient_accumulation_steps: 2, train_iters: 6, eval_interval: 3, eval_iters: 2,
-    log_interval: 100, seed: 42, tokenizer_type: 'CharLevelTokenizer', data_path: join(dir, 'data', 'corpus_text_document'),
-    preprocess_inputs: [join(dir, 'doc*.txt')], split: '90,10,0', device: 'cpu', log_dir: join(dir, 'logs'),
+    log_interval: 100, seed: 42, device: 'cpu', log_dir: join(dir, 'logs'),
     ...extra,
-  };
-  const file = join(dir, 'config.yml');
-  writeFileSync(file, JSON.stringify(cfg, null, 2));
-  return { dir, file };
+  }));
 }
 
 const quiet = { print: () => {} };

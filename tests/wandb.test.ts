@@ -14,6 +14,7 @@ import { type TestContext, test } from 'node:test';
 import { loadConfig } from '../src/config/index.js';
 import { TrainLogger } from '../src/train/logger.js';
 import { train } from '../src/train/trainer.js';
+import { tinyRun } from './helpers/tiny_run.js';
 import { WandbRun, encodeWandbJson, resolveWandbApiKey, wandbAppUrl, wandbGroupName, wandbMode } from '../src/train/wandb.js';
 
 interface Req { path: string; auth: string | undefined; body: any }
@@ -301,20 +302,13 @@ test('TrainLogger sends every numeric metric as {kind}/{key} at the iteration; c
 
 /** A tiny CPU train() with use_wandb pointed at the fake host; `over` changes config keys. Its output lines and error, if any. */
 async function trainTiny(srv: FakeWandb, over: Record<string, unknown> = {}): Promise<{ out: string[]; error: unknown }> {
-  const dir = mkdtempSync(join(tmpdir(), 'neox-wandb-train-'));
-  const text = Array.from({ length: 60 }, (_, i) => `Document ${i}: the quick brown fox jumps over the lazy dog ${i % 7} times, and then rests.\n`).join('');
-  for (let i = 0; i < 6; i++) writeFileSync(join(dir, `doc${i}.txt`), text.slice(i * 700, (i + 1) * 700 + 300));
-  const cfg = {
+  const { file } = tinyRun('neox-wandb-train-', (dir) => ({
     num_layers: 1, hidden_size: 16, num_attention_heads: 2, seq_length: 16, max_position_embeddings: 16,
     optimizer: { type: 'Adam', params: { lr: 0.003 } }, train_micro_batch_size_per_gpu: 2, train_iters: 4,
-    eval_interval: 2, eval_iters: 1, log_interval: 2, seed: 1, tokenizer_type: 'CharLevelTokenizer',
-    data_path: join(dir, 'data', 'corpus_text_document'), preprocess_inputs: [join(dir, 'doc*.txt')], split: '90,10,0',
-    device: 'cpu', log_dir: join(dir, 'logs'),
+    eval_interval: 2, eval_iters: 1, log_interval: 2, seed: 1, device: 'cpu', log_dir: join(dir, 'logs'),
     use_wandb: true, wandb_host: srv.host, wandb_project: 'neox-test', wandb_group: 'grp', wandb_run_name: 'tiny', wandb_team: 'team',
     ...over,
-  };
-  const file = join(dir, 'config.yml');
-  writeFileSync(file, JSON.stringify(cfg, null, 2));
+  }));
   const saved = { key: process.env.WANDB_API_KEY, mode: process.env.WANDB_MODE, disabled: process.env.WANDB_DISABLED };
   process.env.WANDB_API_KEY = 'trainkey';
   delete process.env.WANDB_MODE;
