@@ -4,7 +4,7 @@
 //   norm.ts       layerNorm, rmsNorm, scaleNorm
 //   activation.ts activation (gelu, gelu_tanh, relu, silu), gatedActivation (SwiGLU/GeGLU), softmax
 //   dropout.ts    dropout (Philox counter-based, identical on every backend)
-//   attention.ts  rotary, attention (causal, sliding window, ALiBi, GQA/MQA)
+//   attention.ts  rotary, attention (causal, sliding window, ALiBi, GQA/MQA); rotaryQKV, attentionQKV (packed QKV)
 //   loss.ts       crossEntropy (fused over the vocabulary)
 export * from './basic.js';
 export * from './shape.js';
